@@ -1,0 +1,1 @@
+"""The edgebench agent: a daemon per edge box."""

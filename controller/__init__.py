@@ -1,0 +1,1 @@
+"""The edgebench controller: CLI and library for the workstation."""

@@ -1,0 +1,1 @@
+"""edgebench shared plumbing (MQTT transport, embedded broker)."""

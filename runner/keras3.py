@@ -1,0 +1,142 @@
+"""Keras 3 on JAX, PyTorch or TensorFlow; the backend is chosen per job through
+KERAS_BACKEND in the runner's own environment, never ~/.keras."""
+
+import os
+
+from runner import keras_common
+from runner.datasets import load
+from runner.errors import Unsupported
+
+
+def configure_memory(backend, spec):
+    """Map the memory policy onto each backend's own mechanism; return a description.
+
+    Environment variables must be set before the framework is imported.
+    """
+    policy = spec.get("memory_policy", "default")
+    frac = spec.get("memory_fraction")
+    if backend == "jax":
+        if policy == "grow":
+            os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+            return "jax: XLA_PYTHON_CLIENT_PREALLOCATE=false (allocate on demand)"
+        if policy == "fraction":
+            os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+            os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(frac)
+            return "jax: on demand, capped at XLA_PYTHON_CLIENT_MEM_FRACTION=%s" % frac
+        if policy == "preallocate":
+            os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true"
+            os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(frac)
+            return "jax: preallocate XLA_PYTHON_CLIENT_MEM_FRACTION=%s" % frac
+        return "jax default: preallocate 75%% of device memory (env %s)" % (
+            os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "unset"))
+    if backend == "torch":
+        return "torch: caching allocator, on demand" + (
+            "" if policy == "default" else " (%s %s applied after import)" % (policy, frac))
+    if backend == "tensorflow":
+        return "tensorflow: %s%s" % (policy, "" if frac is None else " %s" % frac)
+    return policy
+
+
+def apply_memory_after_import(backend, spec):
+    policy = spec.get("memory_policy", "default")
+    frac = spec.get("memory_fraction")
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available() and policy in ("fraction", "preallocate"):
+            torch.cuda.set_per_process_memory_fraction(float(frac))
+            if policy == "preallocate":
+                total = torch.cuda.get_device_properties(0).total_memory
+                block = torch.empty(int(total * float(frac) * 0.95), dtype=torch.uint8, device="cuda")
+                del block  # stays reserved in the caching allocator
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            if policy == "grow":
+                tf.config.experimental.set_memory_growth(gpu, True)
+            elif policy in ("fraction",) and frac:
+                total = tf.config.experimental.get_device_details(gpu).get("memory_limit")
+                if total:
+                    tf.config.set_logical_device_configuration(
+                        gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(total * frac / 2**20))])
+
+
+def make_sync(backend):
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.synchronize
+    if backend == "jax":
+        import jax
+
+        return jax.effects_barrier
+    return None
+
+
+def library_versions(backend):
+    import keras
+
+    versions = {"keras": keras.__version__}
+    mod = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}[backend]
+    versions[mod] = __import__(mod).__version__
+    if backend == "jax":
+        import jaxlib
+
+        versions["jaxlib"] = jaxlib.__version__
+    try:
+        import numpy
+
+        versions["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def run(spec, emitter, dataset_root):
+    backend = spec["backend"].split("-", 1)[1]
+    os.environ["KERAS_BACKEND"] = backend
+    memory_desc = configure_memory(backend, spec)
+    import keras
+    import numpy as np
+
+    if keras.backend.backend() != backend:
+        raise Unsupported("KERAS_BACKEND=%s but keras chose %s" % (backend, keras.backend.backend()))
+    apply_memory_after_import(backend, spec)
+    emitter.emit("hello", backend=spec["backend"], libraries=library_versions(backend), pid=os.getpid())
+
+    wl = spec["workload"]
+    data_format = spec.get("data_format") or "channels_last"
+    keras.config.set_image_data_format(data_format)
+    precision = spec.get("precision", "fp32")
+    policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
+    keras.mixed_precision.set_global_policy(policy)
+    compile_flag = spec.get("compile")
+    jit = "auto" if compile_flag is None else bool(compile_flag)
+
+    x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
+    x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
+    emitter.emit("data", source=source, samples=int(len(x)))
+    sync = make_sync(backend)
+    spec["_build"] = lambda: keras_common.build_model(keras, spec, data_format, precision != "fp32")
+    knobs = {
+        "keras_backend": backend,
+        "dtype_policy": policy,
+        "image_data_format": data_format,
+        "jit_compile": str(jit),
+        "memory": memory_desc,
+    }
+    runs = []
+    for repeat in range(1, spec.get("repeats", 1) + 1):
+        keras.backend.clear_session()
+        if spec.get("mode", "train") == "infer":
+            timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, sync)
+            runs.append(timer.run_record("infer", knobs=knobs))
+        else:
+            timer, loss, acc = keras_common.train_repeat(
+                keras, spec, emitter, repeat, x, y, sync, {"jit_compile": jit})
+            runs.append(timer.run_record("train", loss, acc, knobs))
+    emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
+                 global_batch_size=wl["batch_size"], per_device_batch_size=wl["batch_size"])

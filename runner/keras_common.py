@@ -1,0 +1,110 @@
+"""Training and inference loops for any Keras (3.x or 2.2.4), timed by RunTimer."""
+
+from runner import keras_models
+from runner.catalogue import DATASETS
+from runner.timing import RunTimer
+
+
+def make_timer_callback(keras, timer):
+    class TimerCallback(keras.callbacks.Callback):
+        # epoch numbers from Keras are 0-based
+        def on_epoch_begin(self, epoch, logs=None):
+            timer.epoch_begin(epoch + 1)
+
+        def on_batch_end(self, batch, logs=None):
+            timer.batch_end()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            timer.epoch_end(loss=logs.get("loss"), accuracy=logs.get("accuracy", logs.get("acc")))
+
+    return TimerCallback()
+
+
+def prepare_arrays(np, x, y, batch_size, data_format):
+    """Drop the last partial batch so that every timed batch has batch_size images."""
+    n = (len(x) // batch_size) * batch_size
+    if n == 0:
+        raise ValueError("workload.batch_size %d exceeds the %d samples available" % (batch_size, len(x)))
+    x, y = x[:n], y[:n]
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x, y
+
+
+def build_model(keras, spec, data_format, mixed):
+    wl = spec["workload"]
+    info = DATASETS[wl["dataset"]]
+    return keras_models.build(keras, wl["model"], info["shape"], info["classes"], data_format, mixed)
+
+
+def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_fit_generator=False):
+    """One repeat: build, compile, fit; returns (RunTimer, final loss, final accuracy)."""
+    wl = spec["workload"]
+    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"], sync)
+    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
+    model = spec["_build"]()
+    model.compile(
+        optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        **compile_kwargs
+    )
+    callback = make_timer_callback(keras, timer)
+    steps = wl.get("steps_per_epoch")
+    if steps:
+        seq = cycling_sequence(keras, x, y, wl["batch_size"], steps)
+        if use_fit_generator:
+            hist = model.fit_generator(seq, steps_per_epoch=steps, epochs=wl["epochs"], verbose=0,
+                                       callbacks=[callback], shuffle=False, workers=0)
+        else:
+            hist = model.fit(seq, epochs=wl["epochs"], verbose=0, callbacks=[callback])
+    else:
+        hist = model.fit(x, y, batch_size=wl["batch_size"], epochs=wl["epochs"], verbose=0,
+                         callbacks=[callback], shuffle=True)
+    history = getattr(hist, "history", {}) or {}
+    loss = _last(history.get("loss"))
+    acc = _last(history.get("accuracy", history.get("acc")))
+    return timer, loss, acc
+
+
+def infer_repeat(keras, spec, emitter, repeat, x, sync):
+    """Inference: per-batch latency of predict_on_batch (its numpy result is synchronous)."""
+    wl = spec["workload"]
+    bs = wl["batch_size"]
+    epochs = wl["epochs"]
+    warmup = spec["warmup_epochs"]
+    timer = RunTimer(emitter, repeat, epochs, warmup, bs, sync)
+    emitter.emit("phase", phase="setup", epoch=0, epochs=epochs, repeat=repeat)
+    model = spec["_build"]()
+    steps = wl.get("steps_per_epoch") or len(x) // bs
+    nb = len(x) // bs
+    for epoch in range(1, epochs + 1):
+        timer.epoch_begin(epoch)
+        for i in range(steps):
+            j = i % nb
+            model.predict_on_batch(x[j * bs:(j + 1) * bs])
+            timer.batch_end()
+        timer.epoch_end()
+    return timer
+
+
+def cycling_sequence(keras, x, y, batch_size, steps):
+    base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
+    nb = len(x) // batch_size
+
+    class Cycling(base):
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, i):
+            j = i % nb
+            return x[j * batch_size:(j + 1) * batch_size], y[j * batch_size:(j + 1) * batch_size]
+
+    return Cycling()
+
+
+def _last(values):
+    if not values:
+        return None
+    return values[-1]

@@ -1,0 +1,170 @@
+"""The measured window, defined once for every backend.
+
+An epoch is timed from its first batch's start to the moment the device has
+finished its last batch (the backend's ``sync`` callable is called before the
+clock is read). Warm-up epochs are timed and reported but flagged and kept
+out of the window. Per-batch durations are recorded inside the window.
+"""
+
+import math
+import time
+
+
+def percentile(values, q):
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = int(math.ceil(pos))
+    if lo == hi:
+        return float(ordered[lo])
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+
+
+def mean_std(values):
+    if not values:
+        return 0.0, 0.0
+    m = sum(values) / float(len(values))
+    if len(values) < 2:
+        return m, 0.0
+    var = sum((v - m) ** 2 for v in values) / float(len(values) - 1)
+    return m, math.sqrt(var)
+
+
+class RunTimer(object):
+    """Collects one repeat's epochs; emits window markers and epoch records."""
+
+    def __init__(self, emitter, repeat, epochs, warmup_epochs, batch_size, sync=None):
+        self.emitter = emitter
+        self.repeat = repeat
+        self.epochs = epochs
+        self.warmup_epochs = warmup_epochs
+        self.batch_size = batch_size
+        self.sync = sync or (lambda: None)
+        self.epoch_stats = []
+        self.window_batch_s = []
+        self.window_batch_images = []
+        self.window_images = 0
+        self.window_s = 0.0
+        self._window_t0 = None
+        self._epoch = 0
+        self._epoch_t0 = 0.0
+        self._batch_t0 = 0.0
+        self._batches = 0
+        self._images = 0
+        self._last_progress = 0.0
+
+    @property
+    def measuring(self):
+        return self._epoch > self.warmup_epochs
+
+    def epoch_begin(self, epoch):
+        """epoch is 1-based."""
+        self._epoch = epoch
+        if epoch == self.warmup_epochs + 1:
+            self.sync()
+            self._window_t0 = time.perf_counter()
+            self.emitter.emit("window", edge="begin", repeat=self.repeat)
+        phase = "measure" if self.measuring else "warmup"
+        self.emitter.emit("phase", phase=phase, epoch=epoch, epochs=self.epochs, repeat=self.repeat)
+        self._batches = 0
+        self._images = 0
+        self._epoch_t0 = time.perf_counter()
+        self._batch_t0 = self._epoch_t0
+
+    def batch_end(self, images=None, loss=None):
+        now = time.perf_counter()
+        n = self.batch_size if images is None else images
+        self._batches += 1
+        self._images += n
+        if self.measuring:
+            self.window_batch_s.append(now - self._batch_t0)
+            self.window_batch_images.append(n)
+        self._batch_t0 = now
+        if now - self._last_progress >= 1.0:
+            self._last_progress = now
+            elapsed = now - self._epoch_t0
+            self.emitter.emit(
+                "progress",
+                repeat=self.repeat,
+                epoch=self._epoch,
+                epochs=self.epochs,
+                batch=self._batches,
+                img_per_s=(self._images / elapsed) if elapsed > 0 else None,
+                loss=_finite(loss),
+                phase="measure" if self.measuring else "warmup",
+            )
+
+    def epoch_end(self, loss=None, accuracy=None):
+        self.sync()
+        now = time.perf_counter()
+        seconds = now - self._epoch_t0
+        stat = {
+            "epoch": self._epoch,
+            "warmup": not self.measuring,
+            "images": self._images,
+            "batches": self._batches,
+            "seconds": seconds,
+            "img_per_s": (self._images / seconds) if seconds > 0 else 0.0,
+            "loss": _finite(loss),
+            "accuracy": _finite(accuracy),
+        }
+        self.epoch_stats.append(stat)
+        self.emitter.emit("epoch", repeat=self.repeat, **stat)
+        if self.measuring:
+            self.window_images += self._images
+        if self._epoch == self.epochs and self._window_t0 is not None:
+            self.window_s = now - self._window_t0
+            self.emitter.emit("window", edge="end", repeat=self.repeat)
+
+    def summary(self):
+        per_batch = [
+            n / s for n, s in zip(self.window_batch_images, self.window_batch_s) if s > 0
+        ]
+        mean, std = mean_std(per_batch)
+        return {
+            "window_img_per_s": (self.window_images / self.window_s) if self.window_s > 0 else 0.0,
+            "median_img_per_s": percentile(per_batch, 50),
+            "mean_img_per_s": mean,
+            "std_img_per_s": std,
+            "n_batches": len(per_batch),
+            "images": self.window_images,
+            "window_s": self.window_s,
+        }
+
+    def latency(self):
+        ms = [s * 1000.0 for s in self.window_batch_s]
+        mean, _ = mean_std(ms)
+        return {
+            "p50_ms": percentile(ms, 50),
+            "p90_ms": percentile(ms, 90),
+            "p99_ms": percentile(ms, 99),
+            "mean_ms": mean,
+            "n_batches": len(ms),
+        }
+
+    def run_record(self, mode, loss=None, accuracy=None, knobs=None):
+        record = {
+            "repeat": self.repeat,
+            "epochs": self.epoch_stats,
+            "throughput": self.summary(),
+            "latency": self.latency() if mode == "infer" else None,
+            "loss": _finite(loss),
+            "accuracy": _finite(accuracy),
+            "knobs": knobs or {},
+        }
+        return record
+
+
+def _finite(value):
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return value
