@@ -81,7 +81,7 @@ class MXNetStack(_Stack):
         policy = self.spec.get("memory_policy", "default")
         if policy == "fraction":
             # MXNET_GPU_MEM_POOL_RESERVE: percent of GPU memory the pool leaves alone
-            reserve = int(round((1.0 - float(self.spec["memory_fraction"])) * 100))
+            reserve = round((1.0 - float(self.spec["memory_fraction"])) * 100)
             os.environ["MXNET_GPU_MEM_POOL_RESERVE"] = str(max(0, min(100, reserve)))
             return "mxnet: on demand (pooled), pool capped by MXNET_GPU_MEM_POOL_RESERVE=%s%%" % (
                 os.environ["MXNET_GPU_MEM_POOL_RESERVE"])
@@ -198,7 +198,7 @@ def run(spec, emitter, dataset_root):
     try:
         stack = STACKS[spec["backend"]](spec)
     except KeyError:
-        raise Unsupported("backend: %r is not a Keras 2.2.4 stack" % spec["backend"])
+        raise Unsupported("backend: %r is not a Keras 2.2.4 stack" % spec["backend"]) from None
     stack.check()
     data_format = spec.get("data_format") or stack.default_data_format
     memory_desc = stack.before_import()
@@ -218,7 +218,7 @@ def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memo
     wl = spec["workload"]
     x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
     x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
-    emitter.emit("data", source=source, samples=int(len(x)))
+    emitter.emit("data", source=source, samples=len(x))
     spec["_build"] = lambda: stack.wrap_model(keras_common.build_model(keras, spec, data_format, False))
     knobs = {
         "keras_backend": stack.keras_backend,
@@ -281,12 +281,12 @@ def _dist_version(dist):
         import pkg_resources
 
         return pkg_resources.get_distribution(dist).version
-    except Exception:  # noqa: BLE001 - absent or broken metadata
+    except Exception:  # absent or broken metadata
         return None
 
 
 def _mxnet_gpu_count(mx):
     try:
         return mx.context.num_gpus()
-    except Exception:  # noqa: BLE001 - CPU builds raise instead of returning 0
+    except Exception:  # CPU builds raise instead of returning 0
         return 0
