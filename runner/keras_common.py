@@ -2,6 +2,7 @@
 
 from runner import keras_models
 from runner.catalogue import DATASETS
+from runner.errors import Unsupported
 from runner.timing import RunTimer
 
 
@@ -38,8 +39,12 @@ def build_model(keras, spec, data_format, mixed):
     return keras_models.build(keras, wl["model"], info["shape"], info["classes"], data_format, mixed)
 
 
-def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_fit_generator=False):
-    """One repeat: build, compile, fit; returns (RunTimer, final loss, final accuracy)."""
+def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_fit_generator=False,
+                 seq=None):
+    """One repeat: build, compile, fit; returns (RunTimer, final loss, final accuracy).
+
+    seq: a ready Sequence (streamed data, see streaming_sequence) used instead of x, y.
+    """
     wl = spec["workload"]
     timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"], sync)
     emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
@@ -52,10 +57,11 @@ def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_f
     )
     callback = make_timer_callback(keras, timer)
     steps = wl.get("steps_per_epoch")
-    if steps:
+    if seq is None and steps:
         seq = cycling_sequence(keras, x, y, wl["batch_size"], steps)
+    if seq is not None:
         if use_fit_generator:
-            hist = model.fit_generator(seq, steps_per_epoch=steps, epochs=wl["epochs"], verbose=0,
+            hist = model.fit_generator(seq, steps_per_epoch=len(seq), epochs=wl["epochs"], verbose=0,
                                        callbacks=[callback], shuffle=False, workers=0)
         else:
             hist = model.fit(seq, epochs=wl["epochs"], verbose=0, callbacks=[callback])
@@ -68,15 +74,26 @@ def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_f
     return timer, loss, acc
 
 
-def infer_repeat(keras, spec, emitter, repeat, x, sync):
-    """Inference: per-batch latency of predict_on_batch (its numpy result is synchronous)."""
+def infer_repeat(keras, spec, emitter, repeat, x, sync, jit_compile=None):
+    """Inference: per-batch latency of predict_on_batch (its numpy result is synchronous).
+
+    jit_compile (Keras 3 only): True/False as the job asked; None or "auto"
+    leaves Keras's own choice (XLA on JAX, eager on PyTorch).
+    """
     wl = spec["workload"]
     bs = wl["batch_size"]
     epochs = wl["epochs"]
     warmup = spec["warmup_epochs"]
+    if warmup >= epochs:
+        # the schema allows it for inference, but nothing would be measured
+        raise Unsupported("mode infer: workload.epochs (%d) must exceed warmup_epochs (%d) so that "
+                          "one pass is measured" % (epochs, warmup))
     timer = RunTimer(emitter, repeat, epochs, warmup, bs, sync)
     emitter.emit("phase", phase="setup", epoch=0, epochs=epochs, repeat=repeat)
     model = spec["_build"]()
+    if jit_compile in (True, False):
+        # an uncompiled model never saw the job's compile flag: predict would use Keras's default
+        model.jit_compile = jit_compile
     steps = wl.get("steps_per_epoch") or len(x) // bs
     nb = len(x) // bs
     for epoch in range(1, epochs + 1):
@@ -102,6 +119,25 @@ def cycling_sequence(keras, x, y, batch_size, steps):
             return x[j * batch_size:(j + 1) * batch_size], y[j * batch_size:(j + 1) * batch_size]
 
     return Cycling()
+
+
+def streaming_sequence(keras, batches, steps):
+    """A Sequence of `steps` batches per epoch pulled in order from an endless iterable.
+
+    The index Keras asks for is ignored: a stream (runner/imagenet.py) decodes
+    ahead in its own threads, so Keras must not add workers of its own.
+    """
+    base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
+    it = iter(batches)
+
+    class Streaming(base):
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, i):
+            return next(it)
+
+    return Streaming()
 
 
 def _last(values):
