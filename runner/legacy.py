@@ -127,6 +127,11 @@ class TensorFlow1Stack(_Stack):
     default_data_format = "channels_last"
 
     def before_import(self):
+        if self.spec.get("compile"):
+            # TF 1.x's session-level JIT leaves CPU ops alone unless this flag is set
+            flags = os.environ.get("TF_XLA_FLAGS", "")
+            if "--tf_xla_cpu_global_jit" not in flags:
+                os.environ["TF_XLA_FLAGS"] = (flags + " --tf_xla_cpu_global_jit").strip()
         policy = self.spec.get("memory_policy", "default")
         frac = self.spec.get("memory_fraction")
         if policy == "grow":
@@ -184,8 +189,10 @@ class TensorFlow1Stack(_Stack):
         config = self.session_config()
         return {
             "allow_growth": str(config.gpu_options.allow_growth),
-            "per_process_gpu_memory_fraction": str(config.gpu_options.per_process_gpu_memory_fraction),
-            "xla_jit": str(bool(self.spec.get("compile"))),
+            "per_process_gpu_memory_fraction": str(
+                config.gpu_options.per_process_gpu_memory_fraction or "unset (TF default)"),
+            "xla_jit": "global_jit_level ON_1, TF_XLA_FLAGS=%s" % os.environ.get("TF_XLA_FLAGS", "")
+            if self.spec.get("compile") else "off",
             "multi_gpu_model": str(self.gpus > 1),
             "intra_op_threads": str(config.intra_op_parallelism_threads or "0 (all cores)"),
         }

@@ -45,10 +45,13 @@ def apply_shims():
     applied = []
     import collections.abc
 
+    restored = 0
     for name in _ABC_NAMES:
         if name not in vars(collections) and hasattr(collections.abc, name):
             setattr(collections, name, getattr(collections.abc, name))
-            applied.append("collections.%s" % name)
+            restored += 1
+    if restored:
+        applied.append("collections.<%d collections.abc names>" % restored)
     if not hasattr(inspect, "getargspec"):  # removed in 3.11; keras.preprocessing.image uses it
         inspect.getargspec = _getargspec
         applied.append("inspect.getargspec")
