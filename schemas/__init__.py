@@ -7,7 +7,7 @@ with a REJECTED event naming the offending field.
 """
 
 from schemas.envelope import SCHEMA_VERSION, Envelope, decode, encode
-from schemas.events import ErrorType, JobEvent, JobState, Progress, TERMINAL_STATES
+from schemas.events import TERMINAL_STATES, ErrorType, JobEvent, JobState, Progress
 from schemas.job import (
     Backend,
     CancelRequest,

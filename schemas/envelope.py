@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
@@ -15,7 +15,7 @@ from schemas.status import AgentStatus
 
 SCHEMA_VERSION = "edgebench/v1"
 
-Body = Annotated[Union[JobSpec, CancelRequest, JobEvent, AgentStatus], Field(discriminator="kind")]
+Body = Annotated[JobSpec | CancelRequest | JobEvent | AgentStatus, Field(discriminator="kind")]
 
 
 class Envelope(StrictModel):
@@ -66,6 +66,6 @@ def _guess_job_id(payload: bytes) -> str | None:
     try:
         doc = json.loads(payload)
         job_id = doc["body"]["job_id"]
-    except Exception:  # noqa: BLE001 - any shape of garbage is possible here
+    except Exception:
         return None
     return job_id[:200] if isinstance(job_id, str) else None

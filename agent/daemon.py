@@ -1,0 +1,364 @@
+"""The agent daemon: presence, job intake, one-at-a-time execution, outbox.
+
+Threads: paho's network thread (callbacks only hand over), the main thread
+(handles inbound messages), a worker (runs jobs in order) and the outbox
+publisher (publishes stored events until the broker acknowledges them).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import datetime, timezone
+
+from agent.config import AgentConfig
+from agent.executor import Executor, install_runner_code, make_executor
+from agent.fingerprint import agent_version, machine_fingerprint
+from agent.jobrun import JobOutcome, JobRun
+from agent.store import AgentStore
+from agent.validation import Rejection, check_job
+from edgebench.mqtt import BrokerSettings, Message, MqttClient, Will
+from schemas import (
+    AgentStatus,
+    BackendInfo,
+    CancelRequest,
+    Envelope,
+    ErrorType,
+    Fingerprint,
+    GpuInfo,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Progress,
+    topics,
+)
+from schemas.envelope import DecodeError, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        self.store = AgentStore(cfg.state_dir / "agent.db")
+        self.runner_home = install_runner_code(cfg.state_dir / "runner-code")
+        self.executors: dict[str, Executor] = {
+            name: make_executor(bcfg, self.runner_home, cfg.image_allowlist)
+            for name, bcfg in cfg.backends.items()
+        }
+        self.backends: dict[str, BackendInfo] = {}
+        self.gpus: list[GpuInfo] = []
+        self._stop = threading.Event()
+        self._work: queue.Queue[tuple[str, int]] = queue.Queue()
+        self._current: JobRun | None = None
+        self._current_lock = threading.Lock()
+        self._acks: queue.Queue[int] = queue.Queue()
+        self._outbox_wake = threading.Event()
+        self._status_dirty = threading.Event()
+        settings = BrokerSettings.from_url(
+            cfg.broker_url, username=cfg.username, password=cfg.password,
+            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
+        )
+        self.client = MqttClient(
+            settings,
+            client_id=f"edgebench-agent-{cfg.device_id}",
+            will=Will(self.status_topic, self._status_payload(online=False)),
+            persistent_session_s=cfg.session_expiry_s or None,
+            on_publish_ack=self._on_ack,
+            on_connection_change=self._on_connection_change,
+        )
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def status_topic(self) -> str:
+        return topics.status(self.cfg.fleet, self.cfg.device_id)
+
+    @property
+    def events_topic(self) -> str:
+        return topics.events(self.cfg.fleet, self.cfg.device_id)
+
+    def job_topics(self) -> list[str]:
+        fleet = self.cfg.fleet
+        return [
+            topics.jobs(fleet, self.cfg.device_id),
+            topics.fleet_jobs(fleet),
+            *(topics.group_jobs(fleet, tag) for tag in self.cfg.tags),
+        ]
+
+    def probe(self) -> None:
+        """Find out which backends can run here (cheap: no framework import)."""
+        self.backends = {name: ex.probe(name) for name, ex in self.executors.items()}
+
+    def status(self, online: bool = True) -> AgentStatus:
+        current = self._current
+        return AgentStatus(
+            device_id=self.cfg.device_id,
+            fleet=self.cfg.fleet,
+            online=online,
+            at=datetime.now(timezone.utc),
+            agent_version=agent_version(),
+            tags=list(self.cfg.tags),
+            backends=list(self.backends.values()),
+            gpus=self.gpus,
+            busy_job_id=current.job.job_id if current else None,
+            queue_length=self._work.qsize(),
+            host=_hostname(),
+        )
+
+    def _status_payload(self, online: bool) -> bytes:
+        return encode(Envelope(sender=self.cfg.device_id, body=self.status(online)))
+
+    def fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
+        return machine_fingerprint(libraries, self.gpus)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Serve until ``stop`` is set (or stop() is called)."""
+        if stop is not None:
+            self._stop = stop
+        self.probe()
+        self._recover()
+        self.client.start()
+        self.client.subscribe(self.job_topics())
+        threads = [
+            threading.Thread(target=self._worker, name="agent-worker", daemon=True),
+            threading.Thread(target=self._publisher, name="agent-outbox", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        next_status = 0.0
+        try:
+            while not self._stop.is_set():
+                if self._status_dirty.is_set() or time.monotonic() > next_status:
+                    if self.client.connected:
+                        self._status_dirty.clear()
+                        self.client.publish(self.status_topic, self._status_payload(True), retain=True)
+                        next_status = time.monotonic() + self.cfg.status_interval_s
+                try:
+                    msg = self.client.messages.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                try:
+                    self.handle_message(msg)
+                except Exception:
+                    log.exception("unexpected error handling a message on %s", msg.topic)
+        finally:
+            self._shutdown(threads)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        with self._current_lock:
+            current = self._current
+        if current is not None:
+            current.cancel("agent stopping")
+        deadline = time.monotonic() + 5
+        threads[0].join(max(0.0, deadline - time.monotonic()))
+        # give the outbox a moment to drain, then say goodbye (no last will)
+        while self.store.outbox_size() and self.client.connected and time.monotonic() < deadline:
+            self._outbox_wake.set()
+            time.sleep(0.05)
+        if self.client.connected:
+            self.client.publish_and_wait(self.status_topic, self._status_payload(False), retain=True,
+                                         timeout_s=2)
+        self.client.close()
+        self.store.close()
+
+    def _recover(self) -> None:
+        """After a restart: interrupted jobs are reported, queued ones resume."""
+        for job in self.store.jobs_in_state(JobState.IN_PROGRESS.value):
+            spec = JobSpec.model_validate_json(job.spec_json)
+            self.store.set_state(job.job_id, job.attempt, JobState.FAILED.value)
+            self.emit(spec, job.attempt, JobState.FAILED, error_type=ErrorType.INTERRUPTED,
+                      reason="the agent stopped while this job ran (restart, crash or power loss)")
+        for job in self.store.jobs_in_state(JobState.QUEUED.value):
+            self._work.put((job.job_id, job.attempt))
+
+    def _on_ack(self, mid: int) -> None:
+        # paho thread: hand over, never touch SQLite here
+        self._acks.put(mid)
+        self._outbox_wake.set()
+
+    def _on_connection_change(self, connected: bool) -> None:
+        # paho thread: only flip flags
+        if connected:
+            self._status_dirty.set()
+        self._outbox_wake.set()
+
+    # -- inbound ----------------------------------------------------------------------
+    def handle_message(self, msg: Message) -> None:
+        try:
+            env = decode(msg.payload, self.cfg.max_payload_bytes)
+        except DecodeError as exc:
+            self.reject(exc.job_id or "-", exc.reason, exc.field or "payload")
+            return
+        body = env.body
+        if isinstance(body, CancelRequest):
+            self._cancel(body)
+            return
+        if not isinstance(body, JobSpec):
+            self.reject(getattr(body, "job_id", "-"), f"a {body.kind!r} message is not a job", "body.kind")
+            return
+        if self.cfg.job_public_key is not None:
+            reason = self._signature_problem(env)
+            if reason:
+                self.reject(body.job_id, reason, "signature")
+                return
+        if self.store.has_job(body.job_id):
+            log.info("duplicate delivery of job %s ignored", body.job_id)
+            return
+        try:
+            check_job(body, self.backends, len(self.gpus))
+        except Rejection as rej:
+            self.reject(body.job_id, rej.reason, rej.field, body.sweep_id)
+            return
+        if not self.store.add_job(body.job_id, body.model_dump_json(), JobState.QUEUED.value):
+            return
+        self.emit(body, 1, JobState.QUEUED)
+        self._work.put((body.job_id, 1))
+        self._status_dirty.set()
+
+    def _signature_problem(self, env: Envelope) -> str | None:
+        from edgebench.signing import SignatureError, check_signature, load_public_key
+
+        assert self.cfg.job_public_key is not None
+        try:
+            check_signature(env, load_public_key(self.cfg.job_public_key))
+        except SignatureError as exc:
+            return str(exc)
+        return None
+
+    def _cancel(self, req: CancelRequest) -> None:
+        state = self.store.get_state(req.job_id)
+        if state == JobState.QUEUED.value:
+            self.store.set_state(req.job_id, 1, JobState.CANCELED.value)
+            self.emit_raw(req.job_id, 1, JobState.CANCELED, None, reason=req.reason)
+        elif state == JobState.IN_PROGRESS.value:
+            with self._current_lock:
+                if self._current is not None and self._current.job.job_id == req.job_id:
+                    self._current.cancel(req.reason)
+
+    def reject(self, job_id: str, reason: str, field: str, sweep_id: str | None = None) -> None:
+        log.info("REJECTED %s: %s (%s)", job_id, reason, field)
+        self.emit_raw(job_id[:200], 1, JobState.REJECTED, sweep_id, reason=reason, field=field,
+                      error_type=ErrorType.INVALID)
+
+    # -- events -----------------------------------------------------------------------
+    def emit(self, job: JobSpec, attempt: int, state: JobState, **fields: object) -> None:
+        self.emit_raw(job.job_id, attempt, state, job.sweep_id, **fields)
+
+    def emit_raw(self, job_id: str, attempt: int, state: JobState, sweep_id: str | None,
+                 **fields: object) -> None:
+        event = JobEvent.model_validate({
+            "job_id": job_id,
+            "device_id": self.cfg.device_id,
+            "attempt": attempt,
+            "seq": self.store.next_seq(job_id, attempt),
+            "state": state,
+            "at": datetime.now(timezone.utc),
+            "sweep_id": sweep_id,
+            **fields,
+        }, strict=False)
+        payload = encode(Envelope(sender=self.cfg.device_id, body=event))
+        self.store.enqueue(self.events_topic, payload)
+        self._outbox_wake.set()
+
+    # -- worker -------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job_id, attempt = self._work.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self.store.get_state(job_id, attempt) != JobState.QUEUED.value:
+                continue  # canceled while queued
+            try:
+                self._run_job(job_id, attempt)
+            except Exception:
+                log.exception("job %s failed inside the agent", job_id)
+            self._status_dirty.set()
+
+    def _run_job(self, job_id: str, attempt: int) -> None:
+        [stored] = [j for j in self.store.jobs_in_state(JobState.QUEUED.value)
+                    if j.job_id == job_id and j.attempt == attempt]
+        job = JobSpec.model_validate_json(stored.spec_json)
+        self.store.set_state(job_id, attempt, JobState.IN_PROGRESS.value)
+        self.emit(job, attempt, JobState.IN_PROGRESS, progress=Progress(phase="setup", epoch=0,
+                                                                        epochs=job.workload.epochs))
+        run = JobRun(
+            job=job,
+            attempt=attempt,
+            device_id=self.cfg.device_id,
+            executor=self.executors[job.backend.value],
+            job_dir=self.cfg.state_dir / "jobs" / f"{job_id}-{attempt}",
+            dataset_root=self.cfg.dataset_root,
+            fingerprint=self.fingerprint,
+            on_progress=lambda p: self.emit(job, attempt, JobState.IN_PROGRESS, progress=p),
+            sampler=self._make_sampler(),
+            env=self._runner_env(job),
+        )
+        with self._current_lock:
+            self._current = run
+        self._status_dirty.set()
+        try:
+            outcome = run.run()
+        finally:
+            with self._current_lock:
+                self._current = None
+        self._finish(job, attempt, outcome)
+
+    def _finish(self, job: JobSpec, attempt: int, outcome: JobOutcome) -> None:
+        self.store.set_state(job.job_id, attempt, outcome.state.value)
+        fields: dict[str, object] = {}
+        if outcome.reason:
+            fields["reason"] = outcome.reason[:4000]
+        if outcome.error_type:
+            fields["error_type"] = outcome.error_type
+        if outcome.log_tail and outcome.state is not JobState.SUCCEEDED:
+            fields["log_tail"] = outcome.log_tail[-20000:]
+        if outcome.result is not None:
+            fields["result"] = outcome.result
+        self.emit(job, attempt, outcome.state, **fields)
+
+    def _runner_env(self, job: JobSpec) -> dict[str, str]:
+        if job.gpus == 0:
+            return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in self.gpus[: job.gpus])}
+
+    def _make_sampler(self) -> None:
+        return None
+
+    # -- outbox -------------------------------------------------------------------------
+    def _publisher(self) -> None:
+        inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        while True:
+            self._outbox_wake.wait(0.5)
+            self._outbox_wake.clear()
+            while True:
+                try:
+                    mid = self._acks.get_nowait()
+                except queue.Empty:
+                    break
+                row_id = inflight.pop(mid, None)
+                if row_id is not None:
+                    self.store.acknowledge(row_id)
+            if not self.client.connected:
+                inflight.clear()  # paho or we will send them again after reconnecting
+                if self._stop.is_set():
+                    return
+                continue
+            if len(inflight) < 100:
+                for row in self.store.pending(limit=100, exclude=set(inflight.values())):
+                    mid = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                    inflight[mid] = row.id
+            if self._stop.is_set() and not inflight and not self.store.outbox_size():
+                return
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -1,0 +1,67 @@
+"""``controller results``: list, show."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from controller.commands._options import (
+    BackendFilterOpt,
+    DeviceFilterOpt,
+    ModelFilterOpt,
+    SweepIdOpt,
+    config,
+    console,
+    fail,
+)
+from controller.store import ResultStore
+
+app = typer.Typer(help="Stored results.", no_args_is_help=False, invoke_without_command=True)
+
+
+@app.callback()
+def results(
+    ctx: typer.Context,
+    sweep: SweepIdOpt = None,
+    device: DeviceFilterOpt = None,
+    backend: BackendFilterOpt = None,
+    model: ModelFilterOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+) -> None:
+    """List stored results (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = ResultStore(config(ctx).store_url)
+    rows = store.results(sweep_id=sweep, device_id=device, backend=backend, model=model, limit=limit)
+    table = Table(title=f"{len(rows)} result(s)")
+    for col in ("finished", "job", "device", "backend", "workload", "batch", "prec.", "outcome", "img/s", "sweep"):
+        table.add_column(col)
+    for r in rows:
+        rate = f"{r.img_per_s:,.1f}" if r.img_per_s else ""
+        table.add_row(r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "", r.job_id, r.device_id,
+                      r.backend or "", f"{r.model}/{r.dataset}", str(r.batch_size or ""), r.precision or "",
+                      r.outcome, rate, r.sweep_id or "")
+    console.print(table)
+
+
+@app.command()
+def show(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="Job id.")],
+         device: DeviceFilterOpt = None) -> None:
+    """Print one job's result (or failure) and its events as JSON."""
+    store = ResultStore(config(ctx).store_url)
+    rows = store.results(job_id=job_id, device_id=device)
+    events = [e.model_dump(mode="json") for e in store.events_for(job_id)]
+    if not rows and not events:
+        raise fail(f"no job {job_id!r} in {store.url}")
+    out = []
+    for r in rows:
+        res = r.result()
+        out.append({
+            "job_id": r.job_id, "device_id": r.device_id, "attempt": r.attempt, "state": r.state,
+            "outcome": r.outcome, "error_type": r.error_type, "reason": r.reason,
+            "result": res.model_dump(mode="json") if res else None,
+        })
+    print(json.dumps({"results": out, "events": events}, indent=2))

@@ -1,0 +1,22 @@
+"""``controller workloads``: the catalogue."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from controller.commands._options import console
+from runner.catalogue import DATASETS, WORKLOADS
+
+
+def workloads() -> None:
+    """List the workload catalogue and its defaults (all overridable per job)."""
+    table = Table(title="workload catalogue")
+    for col in ("name", "model", "dataset (input)", "batch", "epochs", "optimiser, lr", "steps/epoch", "description"):
+        table.add_column(col)
+    for name, w in WORKLOADS.items():
+        ds = DATASETS[w["dataset"]]
+        shape = "x".join(str(d) for d in ds["shape"])
+        table.add_row(name, w["model"], f"{w['dataset']} ({shape}, {ds['classes']} classes)",
+                      str(w["batch_size"]), str(w["epochs"]), f"{w['optimizer']} {w['learning_rate']:g}",
+                      str(w.get("steps_per_epoch") or "all"), w["description"])
+    console.print(table)

@@ -1,0 +1,160 @@
+"""The controller's connection to the fleet: presence, dispatch and ingestion."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from controller.config import ControllerConfig
+from controller.store import ResultStore
+from edgebench.mqtt import BrokerSettings, MqttClient
+from schemas import AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, TERMINAL_STATES, topics
+from schemas.envelope import DecodeError, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+class TargetError(ValueError):
+    """The dispatch targets resolve to no device, or name unknown ones."""
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    device_id: str
+    job: JobSpec
+
+
+class FleetClient:
+    """Connects to the broker, keeps the store up to date, dispatches jobs.
+
+    ``collector=True`` uses a fixed client id with a persistent session, so
+    events published while the collector was away are delivered when it returns.
+    """
+
+    def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False):
+        self.cfg = cfg
+        self.store = store
+        self.statuses: dict[str, AgentStatus] = {}
+        client_id = f"edgebench-collector-{cfg.fleet}" if collector else f"edgebench-ctl-{uuid.uuid4().hex[:12]}"
+        settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
+                                           ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
+        self.client = MqttClient(settings, client_id, persistent_session_s=7 * 24 * 3600 if collector else None)
+        self._signer = None
+        if cfg.signing_key is not None:
+            from edgebench.signing import load_private_key
+
+            self._signer = load_private_key(cfg.signing_key)
+
+    def __enter__(self) -> FleetClient:
+        self.client.connect()
+        self.client.subscribe([topics.all_status(self.cfg.fleet), topics.all_events(self.cfg.fleet)])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    # -- inbound ----------------------------------------------------------------------
+    def pump(self, timeout_s: float = 0.1, on_event: Callable[[JobEvent, bool], None] | None = None,
+             max_messages: int = 10_000) -> int:
+        """Handle waiting messages (waiting at most timeout_s for the first)."""
+        handled = 0
+        wait = timeout_s
+        while handled < max_messages:
+            try:
+                msg = self.client.messages.get(timeout=wait)
+            except queue.Empty:
+                break
+            wait = 0
+            handled += 1
+            try:
+                body = decode(msg.payload, 16 * 1024 * 1024).body
+            except DecodeError as exc:
+                log.warning("ignoring an invalid message on %s: %s", msg.topic, exc)
+                continue
+            if isinstance(body, AgentStatus):
+                if msg.topic != topics.status(self.cfg.fleet, body.device_id):
+                    log.warning("status for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    continue
+                self.statuses[body.device_id] = body
+                self.store.upsert_device(body)
+            elif isinstance(body, JobEvent):
+                if msg.topic != topics.events(self.cfg.fleet, body.device_id):
+                    log.warning("event for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    continue
+                new = self.store.ingest_event(body)
+                if on_event:
+                    on_event(body, new)
+        return handled
+
+    def discover(self, wait_s: float = 1.0) -> dict[str, AgentStatus]:
+        """Collect retained statuses for wait_s (they arrive right after subscribing)."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            self.pump(min(0.1, max(0.0, deadline - time.monotonic())))
+        return dict(self.statuses)
+
+    # -- targeting ----------------------------------------------------------------------
+    def resolve_targets(self, device_ids: Iterable[str] = (), tags: Iterable[str] = (),
+                        all_online: bool = False, wait_s: float = 1.0) -> list[str]:
+        statuses = self.discover(wait_s)
+        chosen: list[str] = []
+        for d in device_ids:
+            if d not in chosen:
+                chosen.append(d)  # may be offline: the job waits in its persistent session
+        tags = list(tags)
+        for s in sorted(statuses.values(), key=lambda s: s.device_id):
+            if not s.online or s.device_id in chosen:
+                continue
+            if all_online or (tags and set(tags) & set(s.tags)):
+                chosen.append(s.device_id)
+        if not chosen:
+            known = ", ".join(f"{s.device_id}({'online' if s.online else 'offline'})"
+                              for s in statuses.values()) or "none"
+            raise TargetError(f"no target device (known devices: {known}); use --device, --tag or --all")
+        return chosen
+
+    # -- outbound -----------------------------------------------------------------------
+    def _envelope(self, body: JobSpec | CancelRequest) -> bytes:
+        env = Envelope(sender="controller", body=body)
+        if self._signer is not None:
+            from edgebench.signing import sign_envelope
+
+            env = sign_envelope(env, self._signer)
+        return encode(env)
+
+    def dispatch(self, plan: list[Dispatched]) -> None:
+        for item in plan:
+            self.store.record_dispatch(item.device_id, item.job)
+            ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, item.device_id),
+                                              self._envelope(item.job), expiry_s=self.cfg.job_expiry_s)
+            if not ok:
+                raise TimeoutError(f"the broker did not acknowledge job {item.job.job_id}")
+
+    def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
+        for device_id in device_ids:
+            self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id),
+                                         self._envelope(CancelRequest(job_id=job_id, reason=reason)))
+
+    def wait(self, keys: set[tuple[str, str]], timeout_s: float,
+             on_event: Callable[[JobEvent, bool], None] | None = None) -> set[tuple[str, str]]:
+        """Pump until every (job_id, device_id) in keys is terminal; return those still open."""
+        deadline = time.monotonic() + timeout_s
+        open_keys = set(keys)
+
+        def handle(ev: JobEvent, new: bool) -> None:
+            if ev.state in TERMINAL_STATES:
+                open_keys.discard((ev.job_id, ev.device_id))
+            if on_event:
+                on_event(ev, new)
+
+        # events may have been ingested by another collector already
+        for key, state in self.store.job_states(open_keys).items():
+            if state in {s.value for s in TERMINAL_STATES}:
+                open_keys.discard(key)
+        while open_keys and time.monotonic() < deadline:
+            self.pump(0.2, handle)
+        return open_keys

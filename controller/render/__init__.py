@@ -1,0 +1,1 @@
+"""Report renderers: terminal (rich), Markdown, CSV, JSON, HTML."""

@@ -1,0 +1,310 @@
+"""The controller's results store: SQLite by default, PostgreSQL for teams.
+
+Ingestion is idempotent: events are keyed by (job, device, attempt, seq) and
+results by (job, device, attempt), so whatever the broker redelivers, each is
+stored once. Migrations are numbered and recorded in schema_migrations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from schemas import AgentStatus, JobEvent, JobSpec, JobState, Result, TERMINAL_STATES
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("sweep_id", sa.String(64), index=True),
+    sa.Column("backend", sa.String(32)),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("dispatched_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("body_json", sa.Text, nullable=False),
+)
+
+results = sa.Table(
+    "results", metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("sweep_id", sa.String(64), index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # OK, OOM, FAILED, TIMED_OUT, CANCELED, REJECTED
+    sa.Column("backend", sa.String(32)),
+    sa.Column("mode", sa.String(8)),
+    sa.Column("model", sa.String(32)),
+    sa.Column("dataset", sa.String(32)),
+    sa.Column("batch_size", sa.Integer),
+    sa.Column("precision", sa.String(8)),
+    sa.Column("gpus", sa.Integer),
+    sa.Column("img_per_s", sa.Float),
+    sa.Column("img_per_s_std", sa.Float),
+    sa.Column("error_type", sa.String(32)),
+    sa.Column("reason", sa.Text),
+    sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
+    sa.Column("result_json", sa.Text),
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("fleet", sa.String(64)),
+    sa.Column("online", sa.Boolean),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("status_json", sa.Text),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True)),
+)
+
+# version -> callable(connection). Version 1 creates the tables above; later
+# versions alter them. Never edit an applied migration: add a new one.
+MIGRATIONS: dict[int, Any] = {
+    1: lambda conn: metadata.create_all(conn, tables=[jobs, events, results, devices]),
+}
+
+
+class StoreError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    job_id: str
+    device_id: str
+    attempt: int
+    sweep_id: str | None
+    state: str
+    outcome: str
+    backend: str
+    mode: str
+    model: str
+    dataset: str
+    batch_size: int
+    precision: str
+    gpus: int
+    img_per_s: float | None
+    img_per_s_std: float | None
+    error_type: str | None
+    reason: str | None
+    finished_at: datetime | None
+    result_json: str | None
+
+    def result(self) -> Result | None:
+        return Result.model_validate_json(self.result_json) if self.result_json else None
+
+
+def default_store_url() -> str:
+    from platformdirs import user_data_dir
+
+    path = Path(user_data_dir("edgebench")) / "results.db"
+    return f"sqlite:///{path}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ResultStore:
+    def __init__(self, url: str | None = None):
+        self.url = url or default_store_url()
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=10000")
+                cur.close()
+        self.migrate()
+
+    # -- migrations -------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self.engine.begin() as conn:
+            schema_migrations.create(conn, checkfirst=True)
+            done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.version))}
+            for version in sorted(MIGRATIONS):
+                if version in done:
+                    continue
+                MIGRATIONS[version](conn)
+                conn.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
+        return max(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar() or 0)
+
+    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).values(**values).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+
+    # -- writes -----------------------------------------------------------------------
+    def record_dispatch(self, device_id: str, job: JobSpec) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._insert_ignore(jobs, {
+                "job_id": job.job_id, "device_id": device_id, "sweep_id": job.sweep_id,
+                "backend": job.backend.value, "spec_json": job.model_dump_json(),
+                "state": JobState.DISPATCHED.value, "dispatched_at": _now(), "updated_at": _now(),
+            }))
+
+    def ingest_event(self, event: JobEvent) -> bool:
+        """Store an event once; returns False for a duplicate."""
+        with self.engine.begin() as conn:
+            inserted = conn.execute(self._insert_ignore(events, {
+                "job_id": event.job_id, "device_id": event.device_id, "attempt": event.attempt,
+                "seq": event.seq, "state": event.state.value, "at": event.at,
+                "body_json": event.model_dump_json(exclude={"result"}),
+            })).rowcount
+            if not inserted:
+                return False
+            terminal = event.state in TERMINAL_STATES
+            # Never move a finished job back to a running state (events can arrive out of order).
+            cond = sa.and_(jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)
+            if not terminal:
+                cond = sa.and_(cond, jobs.c.state.not_in([s.value for s in TERMINAL_STATES]))
+            conn.execute(jobs.update().where(cond).values(state=event.state.value, updated_at=_now()))
+            if terminal:
+                spec_json = conn.execute(sa.select(jobs.c.spec_json).where(
+                    jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)).scalar()
+                spec = JobSpec.model_validate_json(spec_json) if spec_json else None
+                conn.execute(self._insert_ignore(results, _result_values(event, spec)))
+        return True
+
+    def upsert_device(self, status: AgentStatus) -> None:
+        values = {"fleet": status.fleet, "online": status.online, "last_seen": status.at,
+                  "status_json": status.model_dump_json()}
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                devices.update().where(devices.c.device_id == status.device_id).values(**values)
+            ).rowcount
+            if not updated:
+                conn.execute(self._insert_ignore(devices, {"device_id": status.device_id, **values}))
+
+    # -- reads ------------------------------------------------------------------------
+    def job_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        ids = {k[0] for k in keys}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.state)
+                                .where(jobs.c.job_id.in_(ids))).all()
+        wanted = set(keys)
+        return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
+
+    def results(
+        self,
+        sweep_id: str | None = None,
+        device_id: str | None = None,
+        backend: str | None = None,
+        model: str | None = None,
+        dataset: str | None = None,
+        job_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ResultRow]:
+        q = sa.select(results)
+        for col, value in ((results.c.sweep_id, sweep_id), (results.c.device_id, device_id),
+                           (results.c.backend, backend), (results.c.model, model),
+                           (results.c.dataset, dataset), (results.c.job_id, job_id)):
+            if value is not None:
+                q = q.where(col == value)
+        if since is not None:
+            q = q.where(results.c.finished_at >= since)
+        if until is not None:
+            q = q.where(results.c.finished_at <= until)
+        q = q.order_by(results.c.finished_at.desc())
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [ResultRow(**row._mapping) for row in conn.execute(q)]
+
+    def events_for(self, job_id: str) -> list[JobEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(events.c.body_json).where(events.c.job_id == job_id)
+                                .order_by(events.c.device_id, events.c.attempt, events.c.seq)).all()
+        return [JobEvent.model_validate_json(r[0]) for r in rows]
+
+    def devices(self) -> list[AgentStatus]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(devices.c.status_json).order_by(devices.c.device_id)).all()
+        return [AgentStatus.model_validate_json(r[0]) for r in rows]
+
+    def count(self, table: str) -> int:
+        t = metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
+    res = event.result
+    outcome = {
+        JobState.SUCCEEDED: "OK",
+        JobState.FAILED: "OOM" if (event.error_type and event.error_type.value == "OOM") else "FAILED",
+        JobState.TIMED_OUT: "TIMED_OUT",
+        JobState.CANCELED: "CANCELED",
+        JobState.REJECTED: "REJECTED",
+    }[event.state]
+    values: dict[str, Any] = {
+        "job_id": event.job_id, "device_id": event.device_id, "attempt": event.attempt,
+        "sweep_id": event.sweep_id, "state": event.state.value, "outcome": outcome,
+        "error_type": event.error_type.value if event.error_type else None,
+        "reason": event.reason, "finished_at": event.at,
+        "result_json": res.model_dump_json() if res else None,
+    }
+    if res is None and spec is not None:
+        # failed jobs have no Result: describe them from the dispatched spec so
+        # that an OOM shows up in its cell of the report
+        values.update(
+            backend=spec.backend.value, mode=spec.mode.value, model=spec.workload.model,
+            dataset=spec.workload.dataset, batch_size=spec.workload.batch_size,
+            precision=spec.precision.value, gpus=spec.gpus,
+        )
+    if res is not None:
+        values.update(
+            backend=res.backend.value, mode=res.mode.value, model=res.workload.model,
+            dataset=res.workload.dataset, batch_size=res.workload.batch_size,
+            precision=res.precision.value, gpus=res.gpus,
+            img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s,
+        )
+    return values
+
+
+def json_dump(obj: Any) -> str:
+    return json.dumps(obj, default=str)
