@@ -9,7 +9,12 @@ import sys
 
 import psutil
 
+from agent.telemetry.base import Telemetry
 from schemas import Fingerprint, GpuInfo
+
+# /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
+# "model name"; ARM boards (Jetson) often have only "Hardware" or nothing.
+_CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")
 
 
 def agent_version() -> str:
@@ -21,14 +26,31 @@ def agent_version() -> str:
         return "0+unknown"
 
 
+def _device_tree_model() -> str:
+    try:
+        with open("/proc/device-tree/model", "rb") as fh:
+            return fh.read().rstrip(b"\x00").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
 def cpu_model() -> str:
+    found: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if sep and key in _CPUINFO_KEYS and key not in found and value.strip():
+                    found[key] = value.strip()
     except OSError:
         pass
+    for key in _CPUINFO_KEYS:
+        if key in found:
+            return found[key]
+    board = _device_tree_model()
+    if board:
+        return f"{board} ({platform.machine()})"
     return platform.processor() or platform.machine()
 
 
@@ -38,6 +60,11 @@ def os_name() -> str:
         return info.get("PRETTY_NAME", platform.system())
     except OSError:
         return f"{platform.system()} {platform.release()}"
+
+
+def gpu_inventory(telemetry: Telemetry) -> list[GpuInfo]:
+    """Model, UUID, driver, CUDA driver version, memory and power limit of every GPU."""
+    return telemetry.inventory()
 
 
 def machine_fingerprint(
@@ -52,7 +79,7 @@ def machine_fingerprint(
         kernel=platform.release(),
         python=sys.version.split()[0],
         cpu_model=cpu_model(),
-        cpu_cores_logical=os.cpu_count() or 1,
+        cpu_cores_logical=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
         cpu_cores_physical=psutil.cpu_count(logical=False),
         ram_bytes=psutil.virtual_memory().total,
         gpus=gpus,

@@ -1,0 +1,47 @@
+"""Choose the telemetry implementation for this machine."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Literal
+
+from agent.telemetry.base import Telemetry, TelemetryUnavailable
+from agent.telemetry.jetson import JetsonTelemetry, is_jetson
+from agent.telemetry.nogpu import NoGpuTelemetry
+from agent.telemetry.nvml import NvmlTelemetry
+
+log = logging.getLogger(__name__)
+
+TelemetryKind = Literal["auto", "nvml", "jetson", "none"]
+
+
+def create_telemetry(kind: TelemetryKind = "auto", interval_s: float = 0.1) -> Telemetry:
+    """``nvml``/``jetson`` raise :class:`TelemetryUnavailable` where they cannot run.
+
+    ``auto`` takes NVML when it initialises and sees a GPU, else Jetson when
+    ``tegrastats`` exists, else none. On a Jetson module, where both may
+    exist, tegrastats wins: NVML on the integrated GPU reports neither
+    utilisation nor power. ``interval_s`` sets tegrastats' own period.
+    """
+    if kind == "nvml":
+        return NvmlTelemetry()
+    if kind == "jetson":
+        return JetsonTelemetry(interval_s=interval_s)
+    if kind == "none":
+        return NoGpuTelemetry()
+    if kind != "auto":
+        raise ValueError(f"unknown telemetry kind {kind!r}")
+    has_tegrastats = shutil.which("tegrastats") is not None
+    if has_tegrastats and is_jetson():
+        return JetsonTelemetry(interval_s=interval_s)
+    try:
+        return NvmlTelemetry()
+    except TelemetryUnavailable as exc:
+        log.info("NVML telemetry unavailable: %s", exc)
+    if has_tegrastats:
+        try:
+            return JetsonTelemetry(interval_s=interval_s)
+        except TelemetryUnavailable as exc:
+            log.info("Jetson telemetry unavailable: %s", exc)
+    return NoGpuTelemetry()
