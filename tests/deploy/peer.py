@@ -132,12 +132,15 @@ class Peer:
         return self._wait_ack(mid, timeout_s)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                timeout_s: float = 5.0) -> None:
-        """Publish and, for QoS 1, wait for the PUBACK (which Mosquitto sends
-        even when it drops the message for lack of rights)."""
+                timeout_s: float = 5.0, wait: bool = True) -> None:
+        """Publish and, for QoS 1 and ``wait``, wait for the PUBACK (which
+        Mosquitto sends even when it drops the message for lack of rights)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if qos > 0:
+        if qos > 0 and wait:
             self._wait_ack(info.mid, timeout_s)
+
+    def wait_disconnected(self, timeout_s: float = 5.0) -> bool:
+        return self._disconnected.wait(timeout_s)
 
     def expect(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> Received:
         """Wait for one message; everything received meanwhile is kept in ``received``."""
