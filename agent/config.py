@@ -38,6 +38,10 @@ BackendConfig = LocalBackend | DockerBackend
 DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "sleep")
 
 
+def _default_backends() -> dict[str, BackendConfig]:
+    return {name: LocalBackend() for name in DEFAULT_BACKENDS}
+
+
 def default_state_dir() -> Path:
     from platformdirs import user_data_dir
 
@@ -58,9 +62,7 @@ class AgentConfig(BaseModel):
     key_file: str | None = None
     state_dir: Path = Field(default_factory=default_state_dir)
     dataset_root: Path = Field(default_factory=lambda: Path.home() / "edgebench-data")
-    backends: dict[str, BackendConfig] = Field(
-        default_factory=lambda: {name: LocalBackend() for name in DEFAULT_BACKENDS}
-    )
+    backends: dict[str, BackendConfig] = Field(default_factory=lambda: _default_backends())
     image_allowlist: list[str] = Field(default_factory=list)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     telemetry: Literal["auto", "nvml", "jetson", "none"] = "auto"

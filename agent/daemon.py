@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from agent.config import AgentConfig
 from agent.executor import Executor, install_runner_code, make_executor
 from agent.fingerprint import agent_version, machine_fingerprint
-from agent.jobrun import JobOutcome, JobRun
+from agent.jobrun import JobOutcome, JobRun, SamplerLike
 from agent.store import AgentStore
 from agent.validation import Rejection, check_job
 from edgebench.mqtt import BrokerSettings, Message, MqttClient, Will
@@ -328,7 +328,7 @@ class Agent:
             return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in self.gpus[: job.gpus])}
 
-    def _make_sampler(self) -> None:
+    def _make_sampler(self) -> SamplerLike | None:
         return None
 
     # -- outbox -------------------------------------------------------------------------

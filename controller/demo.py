@@ -63,7 +63,7 @@ def run_demo(opts: DemoOptions, console: Console) -> str:
                        f"not found under {opts.dataset_root}, using synthetic data of the same shape")
                 )
                 sweep_id = new_id("demo")
-                plan = []
+                plan: list[Dispatched] = []
                 for backend in backends:
                     for workload, samples in (("fashion-mnist-mlp", opts.mlp_samples),
                                               ("fashion-mnist-cnn", opts.cnn_samples)):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from controller.config import ControllerConfig
 from controller.store import ResultStore
 from edgebench.mqtt import BrokerSettings, MqttClient
-from schemas import AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, TERMINAL_STATES, topics
+from schemas import TERMINAL_STATES, AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, topics
 from schemas.envelope import DecodeError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class FleetClient:
         self.cfg = cfg
         self.store = store
         self.statuses: dict[str, AgentStatus] = {}
-        client_id = f"edgebench-collector-{cfg.fleet}" if collector else f"edgebench-ctl-{uuid.uuid4().hex[:12]}"
+        client_id = f"controller-collector-{cfg.fleet}" if collector else f"controller-{uuid.uuid4().hex[:12]}"
         settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
                                            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
         self.client = MqttClient(settings, client_id, persistent_session_s=7 * 24 * 3600 if collector else None)

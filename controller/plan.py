@@ -57,7 +57,9 @@ class SweepFile(BaseModel):
         for o in self.overrides:
             unknown |= (set(o.match) | set(o.set)) - MATRIX_KEYS
         if unknown:
-            raise PlanError(f"unknown sweep keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(MATRIX_KEYS))})")
+            raise PlanError(
+                f"unknown sweep keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(MATRIX_KEYS))})"
+            )
         for key in ("backend", "workload"):
             if key not in self.matrix and key not in self.defaults:
                 raise PlanError(f"the sweep needs '{key}' in matrix or defaults")

@@ -28,7 +28,8 @@ class ProgressView:
         for item in plan:
             j = item.job
             wl = j.workload
-            desc = f"{item.device_id:<12} {j.backend.value:<17} {wl.model}/{wl.dataset} bs{wl.batch_size} {j.precision.value}"
+            desc = (f"{item.device_id:<12} {j.backend.value:<17} {wl.model}/{wl.dataset} "
+                    f"bs{wl.batch_size} {j.precision.value}")
             self.tasks[(j.job_id, item.device_id)] = self.progress.add_task(
                 desc, total=wl.epochs, state="DISPATCHED")
 
@@ -44,7 +45,7 @@ class ProgressView:
         if task is None:
             return
         text = ev.state.value
-        completed = None
+        completed: float | None = None
         if ev.progress is not None:
             p = ev.progress
             text = f"{p.phase} epoch {p.epoch}/{p.epochs}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.store import ResultRow
 
@@ -65,13 +66,13 @@ class Report:
 
 def build_report(rows: list[ResultRow], baseline: str) -> Report:
     # latest result per (device, workload, mode, backend, batch, precision, gpus)
-    latest: dict[tuple[object, ...], ResultRow] = {}
+    latest: dict[tuple[Any, ...], ResultRow] = {}
     for r in sorted(rows, key=lambda r: (r.finished_at is None, r.finished_at)):
         if r.outcome in ("REJECTED", "CANCELED") or r.backend is None:
             continue
         key = (r.device_id, r.model, r.dataset, r.mode, r.backend, r.batch_size, r.precision, r.gpus)
         latest[key] = r
-    base: dict[tuple[object, ...], float] = {}
+    base: dict[tuple[Any, ...], float] = {}
     for key, r in latest.items():
         if r.backend == baseline and r.img_per_s:
             base[(key[0], key[1], key[2], key[3], key[5], key[6], key[7])] = r.img_per_s
@@ -95,7 +96,7 @@ def _cell(r: ResultRow, ratio: float | None) -> Cell:
     flags = []
     if res and res.summary.n_batches and res.summary.n_batches < 20:
         flags.append("few batches")
-    if res and res.summary.window_img_per_s and res.summary.std_img_per_s / max(res.summary.mean_img_per_s, 1e-9) > 0.25:
+    if res and res.summary.std_img_per_s / max(res.summary.mean_img_per_s, 1e-9) > 0.25:
         flags.append("noisy")
     if res and res.data_source == "synthetic" and res.workload.dataset != "synthetic_imagenet":
         flags.append("synthetic data")

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas import AgentStatus, JobEvent, JobSpec, JobState, Result, TERMINAL_STATES
+from schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
 
 metadata = sa.MetaData()
 

@@ -43,7 +43,7 @@ def main(argv=None):
         spec = json.load(fh)
     try:
         _backend_module(spec["backend"]).run(spec, emitter, args.dataset_root)
-    except BaseException as exc:  # noqa: B036 - report everything, then exit
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         err = classify(exc)

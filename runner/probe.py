@@ -25,7 +25,7 @@ REQUIREMENTS = {
 
 def _version(dists):
     try:
-        from importlib.metadata import version, PackageNotFoundError
+        from importlib.metadata import version
     except ImportError:
         version = None
     for dist in dists:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, ValidationError
 
@@ -13,7 +13,7 @@ from schemas.events import JobEvent
 from schemas.job import CancelRequest, JobSpec
 from schemas.status import AgentStatus
 
-SCHEMA_VERSION = "edgebench/v1"
+SCHEMA_VERSION: Final = "edgebench/v1"
 
 Body = Annotated[JobSpec | CancelRequest | JobEvent | AgentStatus, Field(discriminator="kind")]
 

@@ -22,7 +22,9 @@ def dispatch(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="All online devices with this tag.")] = None,
     all_devices: Annotated[bool, typer.Option("--all", help="All online devices.")] = False,
     backend: Annotated[list[str] | None, typer.Option("--backend", "-b", help="Backend (repeatable).")] = None,
-    workload: Annotated[list[str] | None, typer.Option("--workload", "-w", help="Catalogue workload (repeatable).")] = None,
+    workload: Annotated[
+        list[str] | None, typer.Option("--workload", "-w", help="Catalogue workload (repeatable).")
+    ] = None,
     batch_size: Annotated[list[int] | None, typer.Option("--batch-size", help="Batch size (repeatable).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs, warm-up included.")] = None,
     samples: Annotated[int | None, typer.Option(help="Use only the first N training samples.")] = None,

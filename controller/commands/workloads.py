@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from controller.commands._options import console
@@ -13,8 +15,10 @@ def workloads() -> None:
     table = Table(title="workload catalogue")
     for col in ("name", "model", "dataset (input)", "batch", "epochs", "optimiser, lr", "steps/epoch", "description"):
         table.add_column(col)
-    for name, w in WORKLOADS.items():
-        ds = DATASETS[w["dataset"]]
+    catalogue: dict[str, dict[str, Any]] = WORKLOADS
+    datasets: dict[str, dict[str, Any]] = DATASETS
+    for name, w in catalogue.items():
+        ds = datasets[w["dataset"]]
         shape = "x".join(str(d) for d in ds["shape"])
         table.add_row(name, w["model"], f"{w['dataset']} ({shape}, {ds['classes']} classes)",
                       str(w["batch_size"]), str(w["epochs"]), f"{w['optimizer']} {w['learning_rate']:g}",

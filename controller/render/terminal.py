@@ -23,7 +23,7 @@ def render_terminal(report: Report, console: Console) -> None:
         return
     for (device, workload, mode), cells in report.groups().items():
         table = Table(title=f"{device} · {workload} · {mode}", title_justify="left")
-        table.add_column("backend")
+        table.add_column("backend", no_wrap=True)
         table.add_column("batch", justify="right")
         table.add_column("prec.")
         table.add_column("img/s (window)", justify="right")
