@@ -33,14 +33,29 @@ def describe(root):
     return out
 
 
+# Read from disk batch by batch (runner/imagenet.py), never loaded whole.
+STREAMED = ("imagenet",)
+
+# Random stand-ins for a streamed dataset default to this many samples (its
+# real size would not fit in memory); the 2019 synthetic set had 1,000 too.
+STREAMED_SYNTHETIC_SAMPLES = 1000
+
+
+def is_streamed(dataset, synthetic=False):
+    """True when the job reads files as a stream instead of calling load()."""
+    return dataset in STREAMED and not synthetic
+
+
 def load(dataset, root, synthetic=False, samples=None, seed=0):
     """Return (x_train, y_train, source) where source is 'real' or 'synthetic'."""
     import numpy as np
 
     info = DATASETS[dataset]
     if synthetic or not info["files"]:
-        n = samples or info["train_samples"]
-        return _synthetic(np, dataset, n, seed) + ("synthetic",)
+        default_n = STREAMED_SYNTHETIC_SAMPLES if dataset in STREAMED else info["train_samples"]
+        n = samples or default_n
+        x, y = _synthetic(np, dataset, n, seed)
+        return x, y, "synthetic"
     missing = [p for p in expected_paths(dataset, root) if not os.path.exists(p)]
     if missing:
         raise DataMissing(
@@ -52,7 +67,7 @@ def load(dataset, root, synthetic=False, samples=None, seed=0):
     elif dataset == "cifar10":
         x, y = _cifar10(np, root)
     else:
-        raise DataMissing("dataset %r is streamed, not loaded into memory" % dataset)
+        raise DataMissing("dataset %r is streamed (runner/imagenet.py), not loaded into memory" % dataset)
     if samples:
         x, y = x[:samples], y[:samples]
     return x, y, "real"

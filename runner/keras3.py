@@ -4,7 +4,7 @@ KERAS_BACKEND in the runner's own environment, never ~/.keras."""
 import os
 
 from runner import keras_common
-from runner.datasets import load
+from runner.datasets import is_streamed, load
 from runner.errors import Unsupported
 
 
@@ -116,9 +116,23 @@ def run(spec, emitter, dataset_root):
     compile_flag = spec.get("compile")
     jit = "auto" if compile_flag is None else bool(compile_flag)
 
-    x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
-    x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
-    emitter.emit("data", source=source, samples=int(len(x)))
+    infer = spec.get("mode", "train") == "infer"
+    stream = None
+    if is_streamed(wl["dataset"], wl.get("synthetic", False)):
+        from runner import imagenet
+
+        stream = imagenet.ImageFolderStream(dataset_root, wl["batch_size"], samples=wl.get("samples"),
+                                            channels_first=data_format == "channels_first")
+        source, samples, loader = "real", len(stream), stream.describe()
+        x = y = None
+        if infer:
+            x, y = imagenet.infer_arrays(stream, wl.get("samples"))
+            stream = None
+    else:
+        x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
+        x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
+        samples, loader = len(x), "in memory (numpy)"
+    emitter.emit("data", source=source, samples=int(samples))
     sync = make_sync(backend)
     spec["_build"] = lambda: keras_common.build_model(keras, spec, data_format, precision != "fp32")
     knobs = {
@@ -127,16 +141,25 @@ def run(spec, emitter, dataset_root):
         "image_data_format": data_format,
         "jit_compile": str(jit),
         "memory": memory_desc,
+        "data": loader,
     }
     runs = []
-    for repeat in range(1, spec.get("repeats", 1) + 1):
-        keras.backend.clear_session()
-        if spec.get("mode", "train") == "infer":
-            timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, sync)
-            runs.append(timer.run_record("infer", knobs=knobs))
-        else:
-            timer, loss, acc = keras_common.train_repeat(
-                keras, spec, emitter, repeat, x, y, sync, {"jit_compile": jit})
-            runs.append(timer.run_record("train", loss, acc, knobs))
+    try:
+        for repeat in range(1, spec.get("repeats", 1) + 1):
+            keras.backend.clear_session()
+            if infer:
+                timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, sync, jit_compile=jit)
+                runs.append(timer.run_record("infer", knobs=knobs))
+            else:
+                seq = None
+                if stream is not None:
+                    steps = wl.get("steps_per_epoch") or max(1, len(stream) // wl["batch_size"])
+                    seq = keras_common.streaming_sequence(keras, stream, steps)
+                timer, loss, acc = keras_common.train_repeat(
+                    keras, spec, emitter, repeat, x, y, sync, {"jit_compile": jit}, seq=seq)
+                runs.append(timer.run_record("train", loss, acc, knobs))
+    finally:
+        if stream is not None:
+            stream.close()
     emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
                  global_batch_size=wl["batch_size"], per_device_batch_size=wl["batch_size"])
