@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Literal
 
 from agent.telemetry.base import Telemetry
 from agent.telemetry.process import ProcessTreeMeter

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agent.telemetry import NoGpuTelemetry, ReplayTelemetry, Sampler, load_trace, summarize
@@ -90,7 +91,7 @@ subprocess.run([sys.executable, "-c", code], check=True)
 def test_process_tree_includes_grandchildren() -> None:
     proc = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
     try:
-        meter = ProcessTreeMeter(proc.pid)
+        meter = ProcessTreeMeter(proc.pid, rescan_s=0.0)  # list the tree at every tick
         meter.sample(time.time())
         time.sleep(0.6)
         sample = meter.sample(time.time())
@@ -101,6 +102,34 @@ def test_process_tree_includes_grandchildren() -> None:
         proc.wait(timeout=10)
     gone = meter.sample(time.time())
     assert gone.pids == frozenset() and gone.cpu_pct is None and gone.rss_bytes is None
+
+
+def test_a_late_found_worker_brings_all_its_cpu_time() -> None:
+    """Between listings (rescan_s) a new worker is unseen; once found, none of its CPU is lost."""
+    proc = subprocess.Popen([sys.executable, "-c", GRANDCHILD.replace("1.0", "3.0")])
+    try:
+        meter = ProcessTreeMeter(proc.pid, rescan_s=1.0)
+        meter.sample(time.time())  # the grandchild does not exist yet
+        time.sleep(0.6)
+        t_early = time.time()
+        early = meter.sample(t_early)
+        assert early.pids == frozenset({proc.pid})  # not listed again yet
+        time.sleep(0.6)
+        t_late = time.time()
+        late = meter.sample(t_late)
+        (child,) = [p for p in psutil.Process(proc.pid).children() if p.pid in late.pids]
+        times = child.cpu_times()
+        child_cpu_s = times.user + times.system
+        assert late.cpu_pct is not None
+        attributed_s = late.cpu_pct / 100.0 * (t_late - t_early)
+        # everything the grandchild burnt since birth (before t_early too) lands in this tick
+        assert child_cpu_s > 0.1
+        assert attributed_s >= 0.9 * child_cpu_s
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_extra_pids_are_part_of_the_tree(busy_child: subprocess.Popen[str]) -> None:
