@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 
 from agent.config import AgentConfig
 from agent.executor import Executor, install_runner_code, make_executor
-from agent.fingerprint import agent_version, machine_fingerprint
-from agent.jobrun import JobOutcome, JobRun, SamplerLike
+from agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
+from agent.jobrun import JobOutcome, JobRun
 from agent.store import AgentStore
+from agent.telemetry import Sampler, Telemetry, TelemetryUnavailable, create_telemetry
+from agent.telemetry.prometheus import MetricsServer, MetricsSource, start_metrics_server
 from agent.validation import Rejection, check_job
 from edgebench.mqtt import BrokerSettings, Message, MqttClient, Will
 from schemas import (
@@ -49,7 +51,10 @@ class Agent:
             for name, bcfg in cfg.backends.items()
         }
         self.backends: dict[str, BackendInfo] = {}
-        self.gpus: list[GpuInfo] = []
+        self.telemetry = self._open_telemetry()
+        self.gpus: list[GpuInfo] = gpu_inventory(self.telemetry)
+        self.metrics_source = MetricsSource(self.telemetry)
+        self._metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
         self._work: queue.Queue[tuple[str, int]] = queue.Queue()
         self._current: JobRun | None = None
@@ -87,6 +92,14 @@ class Agent:
             *(topics.group_jobs(fleet, tag) for tag in self.cfg.tags),
         ]
 
+    def _open_telemetry(self) -> Telemetry:
+        try:
+            return create_telemetry(self.cfg.telemetry, self.cfg.sample_interval_s)
+        except TelemetryUnavailable as exc:
+            # an explicit "nvml"/"jetson" that cannot run here: say so, measure what we can
+            log.warning("telemetry %r unavailable (%s): GPU metrics will be absent", self.cfg.telemetry, exc)
+            return create_telemetry("none")
+
     def probe(self) -> None:
         """Find out which backends can run here (cheap: no framework import)."""
         self.backends = {name: ex.probe(name) for name, ex in self.executors.items()}
@@ -119,6 +132,9 @@ class Agent:
         if stop is not None:
             self._stop = stop
         self.probe()
+        if self.cfg.metrics_port is not None:
+            self._metrics_server = start_metrics_server(self.cfg.metrics_port, self.metrics_source,
+                                                        self.cfg.device_id)
         self._recover()
         self.client.start()
         self.client.subscribe(self.job_topics())
@@ -166,6 +182,9 @@ class Agent:
                                          timeout_s=2)
         self.client.close()
         self.store.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        self.telemetry.close()
 
     def _recover(self) -> None:
         """After a restart: interrupted jobs are reported, queued ones resume."""
@@ -297,7 +316,7 @@ class Agent:
             dataset_root=self.cfg.dataset_root,
             fingerprint=self.fingerprint,
             on_progress=lambda p: self.emit(job, attempt, JobState.IN_PROGRESS, progress=p),
-            sampler=self._make_sampler(),
+            sampler=self._make_sampler(job),
             env=self._runner_env(job),
         )
         with self._current_lock:
@@ -306,6 +325,7 @@ class Agent:
         try:
             outcome = run.run()
         finally:
+            self.metrics_source.detach()
             with self._current_lock:
                 self._current = None
         self._finish(job, attempt, outcome)
@@ -326,10 +346,16 @@ class Agent:
     def _runner_env(self, job: JobSpec) -> dict[str, str]:
         if job.gpus == 0:
             return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in self.gpus[: job.gpus])}
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in self._gpu_indices(job))}
 
-    def _make_sampler(self) -> SamplerLike | None:
-        return None
+    def _gpu_indices(self, job: JobSpec) -> list[int]:
+        return [g.index for g in self.gpus[: job.gpus]]
+
+    def _make_sampler(self, job: JobSpec) -> Sampler:
+        sampler = Sampler(self.telemetry, self.cfg.sample_interval_s, gpu_indices=self._gpu_indices(job),
+                          job_id=job.job_id)
+        self.metrics_source.attach(sampler, job.job_id)
+        return sampler
 
     # -- outbox -------------------------------------------------------------------------
     def _publisher(self) -> None:

@@ -13,29 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from agent.executor import Executor, ExecutorError, RunnerProcess
+from agent.telemetry import Sampler, SamplerReport
 from schemas import ErrorType, Fingerprint, JobSpec, JobState, Progress, Result
 from schemas.result import RepeatSpread, RunResult
-from schemas.telemetry import TelemetrySummary, TimeSeries
 
 log = logging.getLogger(__name__)
 
 _EOF = object()
-
-
-class SamplerReport(Protocol):
-    summary: TelemetrySummary | None
-    timeseries: TimeSeries | None
-
-
-class SamplerLike(Protocol):
-    def start(self, root_pid: int) -> None: ...
-    def mark_window(self, edge: str, t: float) -> None: ...
-    def stop(self, window_images: int, measured_epochs: int, memory_policy: str | None) -> SamplerReport: ...
 
 
 @dataclass
@@ -71,7 +60,7 @@ class JobRun:
         dataset_root: Path,
         fingerprint: Callable[[dict[str, str]], Fingerprint],
         on_progress: Callable[[Progress], None],
-        sampler: SamplerLike | None = None,
+        sampler: Sampler | None = None,
         env: dict[str, str] | None = None,
         progress_interval_s: float = 1.0,
     ):

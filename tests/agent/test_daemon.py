@@ -32,6 +32,12 @@ def test_dispatch_sleep_job_result_stored(start_agent, controller_cfg):
     assert res.summary.n_batches == 3  # one measured epoch of 3 batches; the warm-up epoch excluded
     assert [e.warmup for e in res.runs[0].epochs] == [True, False]
     assert res.fingerprint.cpu_cores_logical >= 1 and res.fingerprint.ram_bytes > 0
+    # no GPU here: GPU figures are absent (never zero), the runner's CPU and RSS are measured
+    tel = res.telemetry
+    assert tel is not None and tel.source == "none" and tel.gpus == []
+    assert tel.energy_j is None and tel.img_per_j is None
+    assert tel.rss_bytes_peak and tel.rss_bytes_peak > 1_000_000
+    assert res.timeseries is not None and res.timeseries.window is not None
 
 
 def test_two_agents_at_once(start_agent, controller_cfg):
