@@ -114,9 +114,13 @@ def feed_windows(proc: subprocess.Popen[str], sampler: Any, facts: dict[str, Any
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            msg = json.loads(line)
-            sampler.mark_window(msg["edge"], float(msg["t"]))
-            facts[msg["edge"]] = msg
+            try:
+                msg = json.loads(line)
+                edge, t = msg["edge"], float(msg["t"])
+            except (ValueError, KeyError, TypeError):
+                continue  # stray output of a library, not a marker
+            sampler.mark_window(edge, t)
+            facts[edge] = msg
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
