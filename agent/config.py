@@ -72,6 +72,10 @@ class AgentConfig(BaseModel):
     job_public_key: Path | None = None  # when set, unsigned or altered jobs are rejected
     status_interval_s: float = 60.0
     concurrent_per_gpu: bool = False
+    gpu_indices: list[int] | None = Field(
+        default=None, description="GPUs (NVML indices) this agent may use; default all. "
+        "Pin one agent per GPU to run one job per GPU on a multi-GPU box."
+    )
 
     @classmethod
     def load(cls, path: Path | None, **overrides: object) -> AgentConfig:

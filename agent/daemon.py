@@ -52,7 +52,8 @@ class Agent:
         }
         self.backends: dict[str, BackendInfo] = {}
         self.telemetry = self._open_telemetry()
-        self.gpus: list[GpuInfo] = gpu_inventory(self.telemetry)
+        self.gpus: list[GpuInfo] = [g for g in gpu_inventory(self.telemetry)
+                                    if cfg.gpu_indices is None or g.index in cfg.gpu_indices]
         self.metrics_source = MetricsSource(self.telemetry)
         self._metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
@@ -346,7 +347,9 @@ class Agent:
     def _runner_env(self, job: JobSpec) -> dict[str, str]:
         if job.gpus == 0:
             return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in self._gpu_indices(job))}
+        # NVML numbers GPUs in PCI bus order; make CUDA use the same numbering
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in self._gpu_indices(job))}
 
     def _gpu_indices(self, job: JobSpec) -> list[int]:
         return [g.index for g in self.gpus[: job.gpus]]
