@@ -95,6 +95,31 @@ def library_versions(backend):
     return versions
 
 
+def setup_data_parallel(keras, backend, gpus, spec):
+    """Data parallelism with each backend's own mechanism; returns knobs to record.
+
+    EDGEBENCH_VIRTUAL_CPU_DEVICES=1 lets CI exercise the path on virtual CPU
+    devices (JAX: XLA_FLAGS=--xla_force_host_platform_device_count=N).
+    """
+    kind = "cpu" if os.environ.get("EDGEBENCH_VIRTUAL_CPU_DEVICES") == "1" else "gpu"
+    if backend == "jax":
+        devices = keras.distribution.list_devices(kind)
+        if len(devices) < gpus:
+            raise Unsupported("gpus=%d but JAX sees %d %s devices" % (gpus, len(devices), kind))
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[:gpus]))
+        return {"distribution": "keras.distribution.DataParallel over %d %s devices" % (gpus, kind)}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        names = ["/%s:%d" % (kind, i) for i in range(gpus)]
+        strategy = tf.distribute.MirroredStrategy(devices=names)
+        spec["_scope"] = strategy.scope
+        return {"distribution": "tf.distribute.MirroredStrategy over %s" % ",".join(names)}
+    raise Unsupported(
+        "gpus: Keras 3 on %s has no multi-device data parallelism; use backend 'torch' "
+        "(DistributedDataParallel) or keras-jax" % backend)
+
+
 def run(spec, emitter, dataset_root):
     backend = spec["backend"].split("-", 1)[1]
     os.environ["KERAS_BACKEND"] = backend
@@ -115,6 +140,17 @@ def run(spec, emitter, dataset_root):
     keras.mixed_precision.set_global_policy(policy)
     compile_flag = spec.get("compile")
     jit = "auto" if compile_flag is None else bool(compile_flag)
+
+    gpus = int(spec.get("gpus") or 0)
+    per_device_bs = wl["batch_size"]
+    devices = max(1, gpus)
+    if devices > 1:
+        knobs_dist = setup_data_parallel(keras, backend, gpus, spec)
+        # workload.batch_size is per device; the framework splits the global batch
+        wl = dict(wl, batch_size=per_device_bs * devices)
+        spec = dict(spec, workload=wl)
+    else:
+        knobs_dist = {}
 
     infer = spec.get("mode", "train") == "infer"
     stream = None
@@ -143,6 +179,7 @@ def run(spec, emitter, dataset_root):
         "memory": memory_desc,
         "data": loader,
     }
+    knobs.update(knobs_dist)
     runs = []
     try:
         for repeat in range(1, spec.get("repeats", 1) + 1):
@@ -162,4 +199,4 @@ def run(spec, emitter, dataset_root):
         if stream is not None:
             stream.close()
     emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
-                 global_batch_size=wl["batch_size"], per_device_batch_size=wl["batch_size"])
+                 global_batch_size=wl["batch_size"], per_device_batch_size=per_device_bs)

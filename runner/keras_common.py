@@ -48,13 +48,15 @@ def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_f
     wl = spec["workload"]
     timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"], sync)
     emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
-    model = spec["_build"]()
-    model.compile(
-        optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        **compile_kwargs
-    )
+    scope = spec.get("_scope")  # a distribution strategy's scope (MirroredStrategy), if any
+    with (scope() if scope else _NoScope()):
+        model = spec["_build"]()
+        model.compile(
+            optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            **compile_kwargs
+        )
     callback = make_timer_callback(keras, timer)
     steps = wl.get("steps_per_epoch")
     if seq is None and steps:
@@ -144,3 +146,13 @@ def _last(values):
     if not values:
         return None
     return values[-1]
+
+
+class _NoScope(object):
+    """contextlib.nullcontext for Python 3.6."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
