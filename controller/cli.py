@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from controller.commands import demo, devices, dispatch, jobs, report, results, schema, workloads
+from controller.commands import broker, demo, devices, dispatch, jobs, report, results, schema, workloads
 from controller.commands._options import fail
 from controller.config import ControllerConfig
 
@@ -37,6 +37,7 @@ app.command()(workloads.workloads)
 app.command()(jobs.cancel)
 app.command()(jobs.collect)
 app.command()(demo.demo)
+app.command()(broker.broker)
 app.add_typer(results.app, name="results")
 app.add_typer(schema.app, name="schema")
 

@@ -46,26 +46,29 @@ class SweepFile(BaseModel):
     name: Identifier
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
-    matrix: dict[str, list[Any]]
+    matrix: dict[str, list[Any]] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(
+        default_factory=list, description="Extra cases outside the product (defaults applied)."
+    )
 
     def cases(self) -> list[dict[str, Any]]:
         unknown = set(self.matrix) - MATRIX_KEYS
         unknown |= set(self.defaults) - MATRIX_KEYS
         for o in self.overrides:
             unknown |= (set(o.match) | set(o.set)) - MATRIX_KEYS
+        for extra in self.include:
+            unknown |= set(extra) - MATRIX_KEYS
         if unknown:
             raise PlanError(
                 f"unknown sweep keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(MATRIX_KEYS))})"
             )
-        for key in ("backend", "workload"):
-            if key not in self.matrix and key not in self.defaults:
-                raise PlanError(f"the sweep needs '{key}' in matrix or defaults")
         keys = list(self.matrix)
-        out = []
-        for combo in itertools.product(*(self.matrix[k] for k in keys)):
+        out: list[dict[str, Any]] = []
+        combos = itertools.product(*(self.matrix[k] for k in keys)) if keys else iter(())
+        for combo in combos:
             case = dict(self.defaults)
             case.update(dict(zip(keys, combo)))
             if any(all(case.get(k) == v for k, v in ex.items()) for ex in self.exclude):
@@ -74,6 +77,14 @@ class SweepFile(BaseModel):
                 if all(case.get(k) == v for k, v in o.match.items()):
                     case.update(o.set)
             out.append(case)
+        for extra in self.include:
+            out.append({**self.defaults, **extra})
+        for case in out:
+            for key in ("backend", "workload"):
+                if key not in case:
+                    raise PlanError(f"a sweep case has no '{key}' (set it in matrix, defaults or include)")
+        if not out:
+            raise PlanError("the sweep has no cases")
         return out
 
 

@@ -53,3 +53,19 @@ def test_shipped_sweeps_are_valid() -> None:
     assert files
     for path in files:
         build_jobs(load_sweep(path).cases(), "x")
+
+
+def test_include_adds_cases_outside_the_product() -> None:
+    sweep = SweepFile(name="s", defaults={"workload": "imagenet-resnet50", "synthetic": True, "samples": 512,
+                                          "steps_per_epoch": None},
+                      include=[{"backend": "torch", "precision": "bf16", "compile": True},
+                               {"backend": "keras-jax", "precision": "fp32"}])
+    jobs = build_jobs(sweep.cases(), "k")
+    assert [(j.backend.value, j.precision.value, j.compile) for j in jobs] == [("torch", "bf16", True),
+                                                                               ("keras-jax", "fp32", None)]
+    assert jobs[0].workload.steps_per_epoch is None
+
+
+def test_a_case_without_backend_is_an_error() -> None:
+    with pytest.raises(PlanError, match="no 'backend'"):
+        SweepFile(name="s", defaults={"workload": "fashion-mnist-mlp"}, include=[{"batch_size": 8}]).cases()
