@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
 from schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
@@ -89,6 +91,11 @@ MIGRATIONS: dict[int, Any] = {
 }
 
 
+# pg_advisory_xact_lock key held while migrating (any constant unique to edgebench;
+# crc32 of "edgebench.controller.store.migrate").
+MIGRATION_LOCK_KEY = 0xE27D47C5
+
+
 class StoreError(Exception):
     pass
 
@@ -147,7 +154,9 @@ class ResultStore:
 
     # -- migrations -------------------------------------------------------------------
     def migrate(self) -> int:
+        """Apply missing migrations, once, even when several controllers start together."""
         with self.engine.begin() as conn:
+            self._lock_for_migration(conn)
             schema_migrations.create(conn, checkfirst=True)
             done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.version))}
             for version in sorted(MIGRATIONS):
@@ -157,18 +166,36 @@ class ResultStore:
                 conn.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
         return max(MIGRATIONS)
 
+    def _lock_for_migration(self, conn: sa.Connection) -> None:
+        """Serialise migrate() across processes and hosts, until this transaction ends.
+
+        Without it, two controllers starting on an empty database both see no
+        schema_migrations table and both create it; one of them fails.
+        """
+        if self.engine.dialect.name == "postgresql":
+            # PostgreSQL runs DDL inside the transaction, so holding a
+            # transaction-scoped advisory lock makes the whole check-and-apply atomic.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif self.engine.dialect.name == "sqlite":
+            # pysqlite opens transactions lazily (and not for DDL): take the
+            # write lock up front so the check and the DDL see one database state.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar() or 0)
 
-    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
+    def _insert(self, table: sa.Table, values: dict[str, Any]) -> pg_dialect.Insert | sqlite_dialect.Insert:
+        """The dialect's INSERT, which knows ON CONFLICT (both spell it the same)."""
         if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            return pg_dialect.insert(table).values(**values)
+        return sqlite_dialect.insert(table).values(**values)
 
-            return pg_insert(table).values(**values).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
+        # preserve_rowcount: SQLAlchemy only promises rowcount for UPDATE and
+        # DELETE; with psycopg an INSERT reports -1 unless asked, and ingest_event
+        # reads rowcount to tell a new event from a duplicate.
+        return self._insert(table, values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
 
     # -- writes -----------------------------------------------------------------------
     def record_dispatch(self, device_id: str, job: JobSpec) -> None:
@@ -205,12 +232,14 @@ class ResultStore:
     def upsert_device(self, status: AgentStatus) -> None:
         values = {"fleet": status.fleet, "online": status.online, "last_seen": status.at,
                   "status_json": status.model_dump_json()}
+        # One statement, so two collectors seeing a new device at once cannot
+        # fail on each other's insert. No recency guard on last_seen: the
+        # agent's last will carries the time it was set (its start), and it
+        # must still mark the device offline.
+        upsert = self._insert(devices, {"device_id": status.device_id, **values}).on_conflict_do_update(
+            index_elements=[devices.c.device_id], set_=values)
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                devices.update().where(devices.c.device_id == status.device_id).values(**values)
-            ).rowcount
-            if not updated:
-                conn.execute(self._insert_ignore(devices, {"device_id": status.device_id, **values}))
+            conn.execute(upsert)
 
     # -- reads ------------------------------------------------------------------------
     def job_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
