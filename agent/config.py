@@ -65,6 +65,9 @@ class AgentConfig(BaseModel):
     backends: dict[str, BackendConfig] = Field(default_factory=lambda: _default_backends())
     image_allowlist: list[str] = Field(default_factory=list)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Mosquitto disconnects a client that publishes over its message_size_limit
+    # (1 MiB in deploy/mosquitto): events over this are trimmed (agent/eventsize.py)
+    max_event_bytes: int = Field(default=900_000, ge=4096)
     telemetry: Literal["auto", "nvml", "jetson", "none"] = "auto"
     sample_interval_s: float = Field(default=0.1, gt=0, le=60)
     metrics_port: int | None = None

@@ -14,7 +14,8 @@ import time
 from datetime import datetime, timezone
 
 from agent.config import AgentConfig
-from agent.executor import Executor, install_runner_code, make_executor
+from agent.eventsize import encode_event
+from agent.executor import Executor, ExecutorError, install_runner_code, make_executor
 from agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
 from agent.jobrun import JobOutcome, JobRun
 from agent.store import AgentStore
@@ -46,10 +47,15 @@ class Agent:
         self.cfg = cfg
         self.store = AgentStore(cfg.state_dir / "agent.db")
         self.runner_home = install_runner_code(cfg.state_dir / "runner-code")
-        self.executors: dict[str, Executor] = {
-            name: make_executor(bcfg, self.runner_home, cfg.image_allowlist)
-            for name, bcfg in cfg.backends.items()
-        }
+        self.executors: dict[str, Executor] = {}
+        self._unusable: dict[str, BackendInfo] = {}  # configured, but cannot run here
+        for name, bcfg in cfg.backends.items():
+            try:
+                self.executors[name] = make_executor(bcfg, self.runner_home, cfg.image_allowlist)
+            except ExecutorError as exc:
+                log.warning("backend %s unavailable: %s", name, exc)
+                self._unusable[name] = BackendInfo(backend=name, available=False, executor=bcfg.executor,
+                                                   detail=str(exc))
         self.backends: dict[str, BackendInfo] = {}
         self.telemetry = self._open_telemetry()
         self.gpus: list[GpuInfo] = [g for g in gpu_inventory(self.telemetry)
@@ -103,7 +109,7 @@ class Agent:
 
     def probe(self) -> None:
         """Find out which backends can run here (cheap: no framework import)."""
-        self.backends = {name: ex.probe(name) for name, ex in self.executors.items()}
+        self.backends = {name: ex.probe(name) for name, ex in self.executors.items()} | self._unusable
 
     def status(self, online: bool = True) -> AgentStatus:
         current = self._current
@@ -282,7 +288,7 @@ class Agent:
             "sweep_id": sweep_id,
             **fields,
         }, strict=False)
-        payload = encode(Envelope(sender=self.cfg.device_id, body=event))
+        payload = encode_event(event, self.cfg.device_id, self.cfg.max_event_bytes)
         self.store.enqueue(self.events_topic, payload)
         self._outbox_wake.set()
 

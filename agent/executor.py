@@ -189,8 +189,17 @@ class LocalExecutor(Executor):
 
 
 def make_executor(cfg: BackendConfig, runner_home: Path, allowlist: list[str]) -> Executor:
+    """The executor for one configured backend; ExecutorError if it cannot be
+    used here (the agent then announces the backend unavailable, with the
+    reason, and rejects its jobs naming ``backend``)."""
     if isinstance(cfg, LocalBackend):
         return LocalExecutor(cfg, runner_home)
-    from agent.docker_executor import DockerExecutor  # needs the docker extra
-
+    if cfg.image not in allowlist:
+        # checked here too, not only inside the docker executor: a config
+        # mistake must never start an image the operator did not allow
+        raise ExecutorError(f"image {cfg.image!r} is not in image_allowlist")
+    try:
+        from agent.docker_executor import DockerExecutor  # needs the docker extra
+    except ImportError as exc:
+        raise ExecutorError(f"the docker executor cannot load: {exc}") from None
     return DockerExecutor(cfg, runner_home, allowlist)
