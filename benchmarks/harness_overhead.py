@@ -1,0 +1,125 @@
+"""Harness fidelity: img/s measured through edgebench (controller → broker →
+agent → runner, with the telemetry sampler on) against the same training loop
+run bare (benchmarks/bare_loop.py), side by side, alternating A/B order.
+
+    python benchmarks/harness_overhead.py --backend keras-jax --workload fashion-mnist-mlp \
+        --batch-size 32 --samples 60000 --epochs 4 --rounds 3 --out overhead.json
+
+Target: ratio (median agent / median bare) >= 0.98. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from controller.config import ControllerConfig  # noqa: E402
+from controller.fleet import Dispatched, FleetClient  # noqa: E402
+from controller.plan import build_job  # noqa: E402
+from controller.store import ResultStore  # noqa: E402
+from edgebench.broker import EmbeddedBroker  # noqa: E402
+
+
+def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        fleet.pump(0.2)
+        s = fleet.statuses.get(device_id)
+        if s is not None and s.online:
+            return
+    raise SystemExit("agent did not come online")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--batch-size", type=int, required=True)
+    ap.add_argument("--samples", type=int)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--gpus", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--broker", help="use this broker instead of an embedded one")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    case = {"backend": args.backend, "workload": args.workload, "batch_size": args.batch_size,
+            "epochs": args.epochs, "synthetic": True, "precision": args.precision, "gpus": args.gpus,
+            "steps_per_epoch": None, "timeout_s": 3600}
+    if args.samples:
+        case["samples"] = args.samples
+    tmp = Path(tempfile.mkdtemp(prefix="overhead-"))
+    broker = None if args.broker else EmbeddedBroker().start()
+    url = args.broker or (broker.url if broker else "")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--broker", url, "--device-id", "bench", "--fleet", "overhead",
+         "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
+        stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+    agent_rates: list[float] = []
+    bare_rates: list[float] = []
+    try:
+        cfg = ControllerConfig(broker_url=url, fleet="overhead", store_url=f"sqlite:///{tmp / 'r.db'}")
+        store = ResultStore(cfg.store_url)
+        with FleetClient(cfg, store) as fleet:
+            wait_online(fleet, "bench")
+            for rnd in range(args.rounds):
+                order = ("agent", "bare") if rnd % 2 == 0 else ("bare", "agent")
+                for which in order:
+                    job = build_job(case, f"overhead-{rnd}-{which}")
+                    if which == "agent":
+                        fleet.dispatch([Dispatched("bench", job)])
+                        if fleet.wait({(job.job_id, "bench")}, 3600):
+                            raise SystemExit("agent job did not finish")
+                        [row] = store.results(job_id=job.job_id)
+                        if row.outcome != "OK" or not row.img_per_s:
+                            raise SystemExit(f"agent job failed: {row.reason}")
+                        agent_rates.append(row.img_per_s)
+                    else:
+                        spec_path = tmp / f"{job.job_id}.json"
+                        spec = job.model_dump(mode="json")
+                        spec_path.write_text(json.dumps(spec))
+                        bare_env = dict(env)
+                        if args.gpus == 0:
+                            bare_env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+                        out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"),
+                                              str(spec_path)], capture_output=True, text=True, env=bare_env,
+                                             cwd=str(REPO), check=True)
+                        bare_rates.append(json.loads(out.stdout.strip().splitlines()[-1])["window_img_per_s"])
+                    last = (agent_rates if which == "agent" else bare_rates)[-1]
+                    print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
+    finally:
+        agent.terminate()
+        agent.wait(30)
+        if broker:
+            broker.stop()
+    ratio = statistics.median(agent_rates) / statistics.median(bare_rates)
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.node(), "case": case, "rounds": args.rounds,
+        "agent_img_per_s": agent_rates, "bare_img_per_s": bare_rates,
+        "agent_median": statistics.median(agent_rates), "bare_median": statistics.median(bare_rates),
+        "ratio": ratio, "target": 0.98, "pass": ratio >= 0.98,
+    }
+    print(f"{args.backend} {args.workload} bs{args.batch_size} {args.precision}: agent "
+          f"{result['agent_median']:.1f} / bare {result['bare_median']:.1f} img/s = ratio {ratio:.3f} "
+          f"({'PASS' if ratio >= 0.98 else 'below 0.98'})")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
