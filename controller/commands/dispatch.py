@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from controller.commands._options import config, console, fail
 from controller.fleet import Dispatched, FleetClient, TargetError
 from controller.plan import PlanError, SweepFile, build_jobs, load_sweep, new_id
 from controller.progress import ProgressView
+from controller.rollout import RolloutError, RolloutPolicy, run_rollout
 from controller.store import ResultStore
 from edgebench.mqtt import ConnectError
 
@@ -40,9 +42,20 @@ def dispatch(
     sweep_id: Annotated[str | None, typer.Option(help="Id for this sweep (default: generated).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow progress until all jobs end.")] = True,
     wait_timeout: Annotated[float, typer.Option(help="Stop waiting after this many seconds.")] = 24 * 3600,
+    rate_per_minute: Annotated[
+        float | None, typer.Option(help="Staged rollout: release at most N jobs per minute, evenly paced.")
+    ] = None,
+    abort_failure_percent: Annotated[float | None, typer.Option(
+        help="Abort the rollout when more than P% of finished jobs failed: unreleased jobs are not "
+             "dispatched, queued ones are canceled.")] = None,
+    abort_min_jobs: Annotated[int, typer.Option(help="Judge the failure percentage only after M jobs finished.")] = 1,
 ) -> None:
     """Dispatch jobs and (by default) follow them with a live progress view."""
     cfg = config(ctx)
+    try:
+        policy = RolloutPolicy(rate_per_minute, abort_failure_percent, abort_min_jobs)
+    except RolloutError as exc:
+        raise fail(str(exc)) from None
     try:
         if sweep is not None:
             spec = load_sweep(sweep)
@@ -75,25 +88,29 @@ def dispatch(
                 raise fail(str(exc)) from None
             plan = [Dispatched(d, job) for job in jobs for d in device_ids]
             # a job id is per device; broadcast would share it, explicit targets don't need to
-            fleet.dispatch(plan)
             if sid:
                 console.print(f"sweep [bold]{sid}[/bold]: {len(plan)} jobs on {len(device_ids)} device(s)")
+            # all at once, or paced and watched when the policy says so (controller/rollout.py)
+            with ProgressView(plan, console) if wait else nullcontext() as view:
+                rollout = run_rollout(fleet, plan, policy, wait=wait, timeout_s=wait_timeout,
+                                      on_event=view.on_event if view else None)
             if not wait:
-                for item in plan:
+                for item in plan[:rollout.released]:
                     print(f"{item.job.job_id}\t{item.device_id}")
-                return
-            keys = {(p.job.job_id, p.device_id) for p in plan}
-            with ProgressView(plan, console) as view:
-                still_open = fleet.wait(keys, wait_timeout, view.on_event)
     except ConnectError as exc:
         raise fail(str(exc)) from None
-    _summary(store, plan)
-    if still_open:
-        raise fail(f"{len(still_open)} job(s) still running after {wait_timeout:g} s; "
+    if wait:
+        _summary(store, plan, {(i.job.job_id, i.device_id) for i in rollout.not_released})
+    if policy.staged:
+        console.print(rollout.describe(), highlight=False)
+    if rollout.aborted:
+        raise fail("the rollout was aborted", code=1)
+    if wait and rollout.still_open:
+        raise fail(f"{len(rollout.still_open)} job(s) still running after {wait_timeout:g} s; "
                    "`controller results` shows them when they end", code=1)
 
 
-def _summary(store: ResultStore, plan: list[Dispatched]) -> None:
+def _summary(store: ResultStore, plan: list[Dispatched], not_dispatched: set[tuple[str, str]]) -> None:
     table = Table(title="results")
     for col in ("job", "device", "backend", "workload", "batch", "outcome", "img/s"):
         table.add_column(col)
@@ -102,8 +119,9 @@ def _summary(store: ResultStore, plan: list[Dispatched]) -> None:
         rows = store.results(job_id=item.job.job_id, device_id=item.device_id)
         j = item.job
         if not rows:
+            outcome = "NOT DISPATCHED" if (j.job_id, item.device_id) in not_dispatched else "?"
             table.add_row(j.job_id, item.device_id, j.backend.value, j.workload.model, str(j.workload.batch_size),
-                          "?", "")
+                          outcome, "")
             continue
         r = rows[0]
         if r.outcome != "OK":
