@@ -1,8 +1,10 @@
 """The agent daemon: presence, job intake, one-at-a-time execution, outbox.
 
 Threads: paho's network thread (callbacks only hand over), the main thread
-(handles inbound messages), a worker (runs jobs in order) and the outbox
-publisher (publishes stored events until the broker acknowledges them).
+(handles inbound messages), workers (one by default: jobs run one at a time
+in order; with ``concurrent_per_gpu`` one per GPU, each job pinned to its
+GPUs by agent/gpupool.py) and the outbox publisher (publishes stored events
+until the broker acknowledges them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from agent.config import AgentConfig
 from agent.eventsize import encode_event
 from agent.executor import Executor, ExecutorError, install_runner_code, make_executor
 from agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
+from agent.gpupool import GpuPool
 from agent.jobrun import JobOutcome, JobRun
 from agent.store import AgentStore
 from agent.telemetry import Sampler, Telemetry, TelemetryUnavailable, create_telemetry
@@ -64,8 +67,10 @@ class Agent:
         self._metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
         self._work: queue.Queue[tuple[str, int]] = queue.Queue()
-        self._current: JobRun | None = None
-        self._current_lock = threading.Lock()
+        self._running: dict[str, JobRun] = {}
+        self._running_lock = threading.Lock()
+        self.gpu_pool = GpuPool([g.index for g in self.gpus])
+        self.workers = len(self.gpus) if (cfg.concurrent_per_gpu and len(self.gpus) > 1) else 1
         self._acks: queue.Queue[int] = queue.Queue()
         self._outbox_wake = threading.Event()
         self._status_dirty = threading.Event()
@@ -112,7 +117,8 @@ class Agent:
         self.backends = {name: ex.probe(name) for name, ex in self.executors.items()} | self._unusable
 
     def status(self, online: bool = True) -> AgentStatus:
-        current = self._current
+        with self._running_lock:
+            busy = ",".join(sorted(self._running)) or None
         return AgentStatus(
             device_id=self.cfg.device_id,
             fleet=self.cfg.fleet,
@@ -122,7 +128,7 @@ class Agent:
             tags=list(self.cfg.tags),
             backends=list(self.backends.values()),
             gpus=self.gpus,
-            busy_job_id=current.job.job_id if current else None,
+            busy_job_id=busy,
             queue_length=self._work.qsize(),
             host=_hostname(),
         )
@@ -145,10 +151,9 @@ class Agent:
         self._recover()
         self.client.start()
         self.client.subscribe(self.job_topics())
-        threads = [
-            threading.Thread(target=self._worker, name="agent-worker", daemon=True),
-            threading.Thread(target=self._publisher, name="agent-outbox", daemon=True),
-        ]
+        threads = [threading.Thread(target=self._worker, name=f"agent-worker-{i}", daemon=True)
+                   for i in range(self.workers)]
+        threads.append(threading.Thread(target=self._publisher, name="agent-outbox", daemon=True))
         for t in threads:
             t.start()
         next_status = 0.0
@@ -174,12 +179,14 @@ class Agent:
         self._stop.set()
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
-        with self._current_lock:
-            current = self._current
-        if current is not None:
-            current.cancel("agent stopping")
+        with self._running_lock:
+            running = list(self._running.values())
+        for run in running:
+            run.cancel("agent stopping")
         deadline = time.monotonic() + 5
-        threads[0].join(max(0.0, deadline - time.monotonic()))
+        for t in threads:
+            if t.name.startswith("agent-worker"):
+                t.join(max(0.0, deadline - time.monotonic()))
         # give the outbox a moment to drain, then say goodbye (no last will)
         while self.store.outbox_size() and self.client.connected and time.monotonic() < deadline:
             self._outbox_wake.set()
@@ -263,9 +270,10 @@ class Agent:
             self.store.set_state(req.job_id, 1, JobState.CANCELED.value)
             self.emit_raw(req.job_id, 1, JobState.CANCELED, None, reason=req.reason)
         elif state == JobState.IN_PROGRESS.value:
-            with self._current_lock:
-                if self._current is not None and self._current.job.job_id == req.job_id:
-                    self._current.cancel(req.reason)
+            with self._running_lock:
+                run = self._running.get(req.job_id)
+            if run is not None:
+                run.cancel(req.reason)
 
     def reject(self, job_id: str, reason: str, field: str, sweep_id: str | None = None) -> None:
         log.info("REJECTED %s: %s (%s)", job_id, reason, field)
@@ -301,16 +309,23 @@ class Agent:
                 continue
             if self.store.get_state(job_id, attempt) != JobState.QUEUED.value:
                 continue  # canceled while queued
+            [stored] = [j for j in self.store.jobs_in_state(JobState.QUEUED.value)
+                        if j.job_id == job_id and j.attempt == attempt]
+            job = JobSpec.model_validate_json(stored.spec_json)
+            gpu_ids = self.gpu_pool.acquire(job.gpus, self._stop)
+            if gpu_ids is None:
+                return  # stopping; the job stays QUEUED and resumes after a restart
             try:
-                self._run_job(job_id, attempt)
+                if self.store.get_state(job_id, attempt) == JobState.QUEUED.value:
+                    self._run_job(job, attempt, gpu_ids)
             except Exception:
                 log.exception("job %s failed inside the agent", job_id)
+            finally:
+                self.gpu_pool.release(gpu_ids)
             self._status_dirty.set()
 
-    def _run_job(self, job_id: str, attempt: int) -> None:
-        [stored] = [j for j in self.store.jobs_in_state(JobState.QUEUED.value)
-                    if j.job_id == job_id and j.attempt == attempt]
-        job = JobSpec.model_validate_json(stored.spec_json)
+    def _run_job(self, job: JobSpec, attempt: int, gpu_ids: list[int]) -> None:
+        job_id = job.job_id
         self.store.set_state(job_id, attempt, JobState.IN_PROGRESS.value)
         self.emit(job, attempt, JobState.IN_PROGRESS, progress=Progress(phase="setup", epoch=0,
                                                                         epochs=job.workload.epochs))
@@ -323,18 +338,19 @@ class Agent:
             dataset_root=self.cfg.dataset_root,
             fingerprint=self.fingerprint,
             on_progress=lambda p: self.emit(job, attempt, JobState.IN_PROGRESS, progress=p),
-            sampler=self._make_sampler(job),
-            env=self._runner_env(job),
+            sampler=self._make_sampler(job, gpu_ids),
+            env=self._runner_env(job, gpu_ids),
         )
-        with self._current_lock:
-            self._current = run
+        with self._running_lock:
+            self._running[job_id] = run
         self._status_dirty.set()
         try:
             outcome = run.run()
         finally:
-            self.metrics_source.detach()
-            with self._current_lock:
-                self._current = None
+            with self._running_lock:
+                self._running.pop(job_id, None)
+                if not self._running:
+                    self.metrics_source.detach()
         self._finish(job, attempt, outcome)
 
     def _finish(self, job: JobSpec, attempt: int, outcome: JobOutcome) -> None:
@@ -350,19 +366,15 @@ class Agent:
             fields["result"] = outcome.result
         self.emit(job, attempt, outcome.state, **fields)
 
-    def _runner_env(self, job: JobSpec) -> dict[str, str]:
-        if job.gpus == 0:
+    @staticmethod
+    def _runner_env(job: JobSpec, gpu_ids: list[int]) -> dict[str, str]:
+        if not gpu_ids:
             return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
         # NVML numbers GPUs in PCI bus order; make CUDA use the same numbering
-        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-                "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in self._gpu_indices(job))}
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids)}
 
-    def _gpu_indices(self, job: JobSpec) -> list[int]:
-        return [g.index for g in self.gpus[: job.gpus]]
-
-    def _make_sampler(self, job: JobSpec) -> Sampler:
-        sampler = Sampler(self.telemetry, self.cfg.sample_interval_s, gpu_indices=self._gpu_indices(job),
-                          job_id=job.job_id)
+    def _make_sampler(self, job: JobSpec, gpu_ids: list[int]) -> Sampler:
+        sampler = Sampler(self.telemetry, self.cfg.sample_interval_s, gpu_indices=gpu_ids, job_id=job.job_id)
         self.metrics_source.attach(sampler, job.job_id)
         return sampler
 

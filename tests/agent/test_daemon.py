@@ -19,7 +19,8 @@ def test_dispatch_sleep_job_result_stored(start_agent, controller_cfg):
     store = ResultStore(controller_cfg.store_url)
     with FleetClient(controller_cfg, store) as fleet:
         wait_online(fleet, "box1", agents=[agent])
-        events = run_jobs(fleet, [Dispatched("box1", sleep_job("j-sleep-1"))])
+        # 20 batches of 10 ms: a window long enough for a few telemetry samples at 10 Hz
+        events = run_jobs(fleet, [Dispatched("box1", sleep_job("j-sleep-1", steps=20))])
     states = [e.state for e in events]
     assert states[0] == JobState.QUEUED
     assert JobState.IN_PROGRESS in states
@@ -29,7 +30,7 @@ def test_dispatch_sleep_job_result_stored(start_agent, controller_cfg):
     assert row.outcome == "OK" and row.img_per_s and row.img_per_s > 0
     res = row.result()
     assert res is not None
-    assert res.summary.n_batches == 3  # one measured epoch of 3 batches; the warm-up epoch excluded
+    assert res.summary.n_batches == 20  # one measured epoch of 20 batches; the warm-up epoch excluded
     assert [e.warmup for e in res.runs[0].epochs] == [True, False]
     assert res.fingerprint.cpu_cores_logical >= 1 and res.fingerprint.ram_bytes > 0
     # no GPU here: GPU figures are absent (never zero), the runner's CPU and RSS are measured
