@@ -6,6 +6,7 @@ crash that the agent reports with the stderr tail.
 
 import argparse
 import json
+import os
 import sys
 import traceback
 
@@ -41,6 +42,7 @@ def main(argv=None):
     emitter = Emitter.take_stdout()
     with open(args.job) as fh:
         spec = json.load(fh)
+    spec["_job_path"] = os.path.abspath(args.job)
     try:
         _backend_module(spec["backend"]).run(spec, emitter, args.dataset_root)
     except BaseException as exc:

@@ -8,13 +8,18 @@ device, streamed batches pinned by the loader's threads and copied
 non_blocking. Optimisers use Keras's default hyper-parameters (Adam and
 RMSprop epsilon 1e-7, RMSprop rho 0.9) so the comparison with Keras is fair.
 
-Where the model runs is a Placement; SingleDevice is the only one today. A
-DistributedDataParallel variant (one process per GPU) would subclass it:
-wrap() the model in DDP, shard() each epoch's sample order by rank, reduce the
-epoch sums across ranks, and let only rank 0 emit.
+Where the model runs is a Placement: SingleDevice, or Distributed for
+``gpus > 1``: DistributedDataParallel with one process per GPU (NCCL; gloo on
+the CPU). The runner process becomes rank 0 and starts ranks 1..N-1 as child
+processes of its own (same process group, so cancelling kills them all);
+their protocol output goes to /dev/null, only rank 0 speaks. workload.batch_size
+is per process (per GPU); images per second are global.
 """
 
 import os
+import socket
+import subprocess
+import sys
 
 from runner import datasets, torch_models
 from runner.catalogue import DATASETS
@@ -58,15 +63,94 @@ class SingleDevice(object):
         return str(self.device)
 
 
-def placement_for(torch, spec):
+class Distributed(SingleDevice):
+    """One process per device under torch.distributed (DistributedDataParallel)."""
+
+    def __init__(self, torch, device, rank, world_size):
+        SingleDevice.__init__(self, torch, device)
+        self.rank = rank
+        self.world_size = world_size
+
+    def timer_sync(self):
+        # an epoch ends when every rank has finished its share
+        def sync():
+            self.sync()
+            self.torch.distributed.barrier()
+
+        return sync
+
+    def wrap(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.is_cuda:
+            return DistributedDataParallel(model, device_ids=[self.device.index])
+        return DistributedDataParallel(model)
+
+    def shard(self, order):
+        return order[self.rank::self.world_size]
+
+    def reduce_sum(self, tensor):
+        self.torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def describe(self):
+        backend = self.torch.distributed.get_backend()
+        return "DistributedDataParallel, %d processes (%s), rank %d on %s" % (
+            self.world_size, backend, self.rank, self.device)
+
+
+def world_size_for(spec):
+    """Processes to train with: gpus, or EDGEBENCH_CPU_WORLD_SIZE on the CPU (CI's gloo test)."""
     gpus = int(spec.get("gpus", 0) or 0)
     if gpus == 0:
-        return SingleDevice(torch, torch.device("cpu")), "cpu"
-    if not torch.cuda.is_available():
+        return int(os.environ.get("EDGEBENCH_CPU_WORLD_SIZE", "1"))
+    return gpus
+
+
+def placement_for(torch, spec):
+    gpus = int(spec.get("gpus", 0) or 0)
+    world = world_size_for(spec)
+    if gpus and not torch.cuda.is_available():
         raise Unsupported("gpus=%d but this torch build (%s) sees no CUDA device"
                           % (gpus, torch.__version__))
-    note = "cuda:0" if gpus == 1 else "cuda:0 only (gpus=%d asked; multi-GPU DDP not built yet)" % gpus
-    return SingleDevice(torch, torch.device("cuda", 0)), note
+    if world > 1:
+        rank = int(os.environ["EDGEBENCH_RANK"])
+        if gpus:
+            if torch.cuda.device_count() < world:
+                raise Unsupported("gpus=%d but CUDA sees %d devices" % (gpus, torch.cuda.device_count()))
+            device = torch.device("cuda", rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        torch.distributed.init_process_group("nccl" if gpus else "gloo", rank=rank, world_size=world)
+        placement = Distributed(torch, device, rank, world)
+        return placement, placement.describe()
+    if gpus == 0:
+        return SingleDevice(torch, torch.device("cpu")), "cpu"
+    return SingleDevice(torch, torch.device("cuda", 0)), "cuda:0"
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def launch_ranks(spec, dataset_root, world):
+    """Rank 0 (this process) starts ranks 1..world-1 with the same job; returns their Popen objects."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ["EDGEBENCH_RANK"] = "0"
+    path = spec["_job_path"]  # the same job file: every rank reads the same spec
+    procs = []
+    for rank in range(1, world):
+        env = dict(os.environ, EDGEBENCH_RANK=str(rank))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "runner", "--job", path, "--dataset-root", dataset_root],
+            env=env, stdout=subprocess.DEVNULL))
+    return procs
 
 
 def library_versions(torch, streamed):
@@ -162,7 +246,8 @@ class InMemory(object):
         self.y = torch.from_numpy(y).to(device=device, dtype=torch.long)
         self.batch_size = batch_size
         self.memory_format = memory_format
-        self.n_batches = len(x) // batch_size
+        # each rank takes every world_size-th sample of a shared permutation
+        self.n_batches = len(x) // (batch_size * placement.world_size)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
@@ -173,7 +258,7 @@ class InMemory(object):
         """Endless full batches; a fresh permutation per pass when shuffling (as Keras fit does)."""
         torch = self.torch
         bs = self.batch_size
-        n = self.n_batches * bs
+        n = self.n_batches * bs * self.placement.world_size
         while True:
             if shuffle:
                 order = torch.randperm(len(self.x), device=self.x.device, generator=self.generator)[:n]
@@ -257,10 +342,21 @@ def _check_infer_epochs(spec):
 def run(spec, emitter, dataset_root):
     import torch
 
+    world = world_size_for(spec)
+    ranks = []
+    if world > 1 and "EDGEBENCH_RANK" not in os.environ:
+        ranks = launch_ranks(spec, dataset_root, world)
     try:
         _run(torch, spec, emitter, dataset_root)
     except getattr(torch.cuda, "OutOfMemoryError", MemoryError) as exc:
         raise OutOfMemory("%s: %s" % (type(exc).__name__, str(exc)[:2000])) from exc
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for proc in ranks:
+            if proc.wait() != 0:
+                raise Unsupported("DDP rank exited with status %d (its stderr is in the job log)"
+                                  % proc.returncode)
 
 
 def _run(torch, spec, emitter, dataset_root):
@@ -343,7 +439,8 @@ def train_repeat(torch, spec, emitter, repeat, placement, source, precision, com
 
     wl = spec["workload"]
     bs = wl["batch_size"]
-    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], bs, placement.timer_sync())
+    global_bs = bs * placement.world_size  # images per step, all ranks together
+    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], global_bs, placement.timer_sync())
     emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
     model = _build(torch, spec, placement, memory_format)
     decayed = torch_models.l2_regularised(model, wl["model"])
@@ -381,7 +478,7 @@ def train_repeat(torch, spec, emitter, repeat, placement, source, precision, com
             loss_sum += loss.detach()
             correct += (out.detach().argmax(1) == yb).sum()
             # a tensor: RunTimer reads it (a device sync) only when it emits progress, ~1/s
-            timer.batch_end(images=bs, loss=loss.detach())
+            timer.batch_end(images=global_bs, loss=loss.detach())
         totals = placement.reduce_sum(torch.stack([loss_sum.float(), correct.float()])).tolist()
         n_batches = steps * placement.world_size
         timer.epoch_end(loss=totals[0] / n_batches, accuracy=totals[1] / (n_batches * bs))
