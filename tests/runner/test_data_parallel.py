@@ -36,7 +36,8 @@ def test_torch_ddp_gloo_two_processes(tmp_path, monkeypatch) -> None:
 @pytest.mark.slow
 def test_keras_jax_data_parallel_on_virtual_devices(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("EDGEBENCH_VIRTUAL_CPU_DEVICES", "1")
-    monkeypatch.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip())
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    monkeypatch.setenv("XLA_FLAGS", flags.strip())
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     spec = job("keras-jax", "mlp", "fashion_mnist", gpus=2,
                workload={"batch_size": 16, "samples": 512, "synthetic": True})
