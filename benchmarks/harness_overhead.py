@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--gpus", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--gpu-index", type=int, help="pin the agent and the bare loop to this GPU (NVML index)")
     ap.add_argument("--broker", help="use this broker instead of an embedded one")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -64,9 +65,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="overhead-"))
     broker = None if args.broker else EmbeddedBroker().start()
     url = args.broker or (broker.url if broker else "")
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{os.environ.get('PYTHONPATH', '')}{os.pathsep}{REPO}"}
+    agent_cfg = tmp / "agent.yaml"
+    agent_cfg.write_text("device_id: bench\n" + (f"gpu_indices: [{args.gpu_index}]\n" if args.gpu_index is not None
+                                                  else ""))
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--broker", url, "--device-id", "bench", "--fleet", "overhead",
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(agent_cfg), "--broker", url, "--fleet", "overhead",
          "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
         stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
     agent_rates: list[float] = []
@@ -95,6 +99,8 @@ def main() -> None:
                         bare_env = dict(env)
                         if args.gpus == 0:
                             bare_env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+                        elif args.gpu_index is not None:
+                            bare_env.update(CUDA_VISIBLE_DEVICES=str(args.gpu_index), CUDA_DEVICE_ORDER="PCI_BUS_ID")
                         out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"),
                                               str(spec_path)], capture_output=True, text=True, env=bare_env,
                                              cwd=str(REPO), check=True)

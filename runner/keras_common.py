@@ -17,7 +17,11 @@ def make_timer_callback(keras, timer):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            timer.epoch_end(loss=logs.get("loss"), accuracy=logs.get("accuracy", logs.get("acc")))
+            # Reading the values to host floats waits for the epoch's last step on
+            # asynchronous backends (JAX, torch on CUDA), before the clock is read.
+            loss = _host_float(logs.get("loss"))
+            acc = _host_float(logs.get("accuracy", logs.get("acc")))
+            timer.epoch_end(loss=loss, accuracy=acc)
 
     return TimerCallback()
 
@@ -156,3 +160,12 @@ class _NoScope(object):
 
     def __exit__(self, *exc):
         return False
+
+
+def _host_float(value):
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# edgebench on a GPU machine, through edgebench itself: embedded broker, a real
+# agent (NVML telemetry, Prometheus), controller dispatch of a shipped sweep,
+# results in SQLite. One phase per call (each fits in 10 minutes):
+#
+#   benchmarks/gpu/run.sh study     # telemetry check vs nvidia-smi + sweeps/study-2019-gpu.yaml
+#   benchmarks/gpu/run.sh knobs     # sweeps/knobs-resnet50-gpu.yaml + harness overhead (agent vs bare)
+#   benchmarks/gpu/run.sh scaling   # sweeps/scaling-resnet50.yaml (1, 2, 4 GPUs)
+#
+# Writes to $OUT (default /tmp/edgebench-out): results-<phase>.db, extras-<phase>.tgz
+# (logs, reports, JSON), and in the study phase the NVML trace. Python packages
+# missing on the machine travel as wheels in .whl/ (see docs/PERFORMANCE.md).
+set -u
+cd "$(dirname "$0")/../.."
+PHASE=${1:?phase: study, knobs or scaling}
+OUT=${OUT:-/tmp/edgebench-out}
+W=/tmp/eb-$PHASE
+mkdir -p "$OUT" "$W/extras"
+export COLUMNS=160 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+if [ -d .whl ] && [ -z "${EDGEBENCH_SKIP_WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >"$W/pip.log" 2>&1 || { cat "$W/pip.log"; exit 1; }
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+LAST=$((NGPU - 1))
+nvidia-smi -L 2>&1 | tee "$W/extras/nvidia-smi-L.txt"
+nvidia-smi -q > "$W/extras/nvidia-smi-q.txt" 2>&1
+BROKER="mqtt://127.0.0.1:1883?protocol=311"
+python3 -m controller.cli broker --port 1883 >"$W/broker.log" 2>&1 &
+sleep 2
+CTL=(python3 -m controller.cli --broker "$BROKER" --fleet gpu --store "sqlite:///$OUT/results-$PHASE.db")
+
+start_agent() {  # device_id, "0,1,2", concurrent(true/false), metrics port
+  cat >"$W/$1.yaml" <<CFG
+device_id: $1
+fleet: gpu
+tags: [h200]
+telemetry: nvml
+sample_interval_s: 0.1
+concurrent_per_gpu: $3
+gpu_indices: [$2]
+state_dir: $W/$1
+dataset_root: $W/data
+metrics_port: $4
+CFG
+  python3 -m agent.cli run --config "$W/$1.yaml" --broker "$BROKER" --log-level INFO >"$W/$1.log" 2>&1 &
+}
+
+gpus_below_last() { seq -s, 0 $((LAST - 1)); }
+
+case "$PHASE" in
+  cpu-smoke)  # the same plumbing on a machine without a GPU (checks this script)
+    start_agent smoke "" false 9400
+    timeout 300 "${CTL[@]}" dispatch --device smoke -b sleep -w fashion-mnist-mlp --synthetic --steps-per-epoch 20 \
+      --sweep-id smoke --wait-timeout 120 >"$W/extras/dispatch.txt" 2>&1
+    python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9400/metrics').read().decode()[:300])"
+    ;;
+  study)
+    # 1. telemetry against nvidia-smi, on the last GPU, beside the sweep on the others
+    CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 300 python3 benchmarks/gpu_telemetry_check.py \
+      --out "$W/tel" --gpu "$LAST" >"$W/extras/telemetry_check.txt" 2>&1 &
+    TEL=$!
+    start_agent h200 "$(gpus_below_last)" true 9400
+    ( sleep 90; python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9400/metrics').read().decode())" \
+        >"$W/extras/prometheus_scrape.txt" 2>&1 ) &
+    timeout 500 "${CTL[@]}" dispatch --device h200 --sweep sweeps/study-2019-gpu.yaml --sweep-id h200-study-2019 \
+      --wait-timeout 470 >"$W/extras/dispatch.txt" 2>&1
+    wait $TEL
+    cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
+    cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
+    ;;
+  knobs)
+    start_agent h200 "$(gpus_below_last)" true 9400
+    ( timeout 520 python3 benchmarks/harness_overhead.py --backend torch --workload imagenet-resnet50 --batch-size 256 \
+        --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 2 --out "$W/extras/overhead_torch.json"
+      timeout 300 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+        --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 1 --out "$W/extras/overhead_keras_jax.json"
+    ) >"$W/extras/overhead.txt" 2>&1 &
+    OVH=$!
+    timeout 520 "${CTL[@]}" dispatch --device h200 --sweep sweeps/knobs-resnet50-gpu.yaml --sweep-id h200-knobs-resnet50 \
+      --wait-timeout 500 >"$W/extras/dispatch.txt" 2>&1
+    wait $OVH
+    ;;
+  scaling)
+    start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
+    timeout 540 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50.yaml \
+      --sweep-id "h200x$NGPU-scaling" --wait-timeout 520 >"$W/extras/dispatch.txt" 2>&1
+    ;;
+esac
+"${CTL[@]}" results --limit 100 >"$W/extras/results.txt" 2>&1
+"${CTL[@]}" report >"$W/extras/report.txt" 2>&1
+cp "$W"/*.log "$W"/*.yaml "$W/extras/" 2>/dev/null
+find "$W" -name stderr.log -path '*jobs*' | while read -r f; do cp "$f" "$W/extras/$(basename "$(dirname "$f")")-stderr.log"; done
+tar -C "$W" -czf "$OUT/extras-$PHASE.tgz" extras
+tail -40 "$W/extras/dispatch.txt"
+cat "$W/extras/overhead.txt" 2>/dev/null | tail -8
+tail -30 "$W/extras/telemetry_check.txt" 2>/dev/null
