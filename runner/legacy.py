@@ -13,7 +13,7 @@ import os
 import platform
 
 from runner import keras_common, legacy_compat
-from runner.datasets import load
+from runner.datasets import is_streamed, load
 from runner.errors import Unsupported
 
 
@@ -219,13 +219,32 @@ def run(spec, emitter, dataset_root):
         _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memory_desc, shims)
 
 
-def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memory_desc, shims):
+def _load_data(spec, dataset_root, data_format, infer):
+    """(x, y, stream, source, samples, loader description): arrays in memory, or a
+    stream of decoded batches for the streamed datasets (ImageNet folders)."""
     import numpy as np
 
     wl = spec["workload"]
+    if is_streamed(wl["dataset"], wl.get("synthetic", False)):
+        from runner import imagenet
+
+        stream = imagenet.ImageFolderStream(dataset_root, wl["batch_size"], samples=wl.get("samples"),
+                                            channels_first=data_format == "channels_first")
+        samples, loader = len(stream), stream.describe()
+        if infer:
+            x, y = imagenet.infer_arrays(stream, wl.get("samples"))
+            return x, y, None, "real", samples, loader
+        return None, None, stream, "real", samples, loader
     x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
     x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
-    emitter.emit("data", source=source, samples=len(x))
+    return x, y, None, source, len(x), "in memory (numpy)"
+
+
+def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memory_desc, shims):
+    wl = spec["workload"]
+    infer = spec.get("mode", "train") == "infer"
+    x, y, stream, source, samples, loader = _load_data(spec, dataset_root, data_format, infer)
+    emitter.emit("data", source=source, samples=samples)
     spec["_build"] = lambda: stack.wrap_model(keras_common.build_model(keras, spec, data_format, False))
     knobs = {
         "keras_backend": stack.keras_backend,
@@ -233,20 +252,30 @@ def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memo
         "image_data_format": data_format,
         "memory": memory_desc,
         "shims": ",".join(shims) or "none",
+        "data": loader,
     }
     knobs.update(stack.knobs())
     runs = []
-    for repeat in range(1, spec.get("repeats", 1) + 1):
-        keras.backend.clear_session()
-        stack.new_session()
-        if spec.get("mode", "train") == "infer":
-            timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, stack.sync)
-            runs.append(timer.run_record("infer", knobs=knobs))
-        else:
+    try:
+        for repeat in range(1, spec.get("repeats", 1) + 1):
+            keras.backend.clear_session()
+            stack.new_session()
+            if infer:
+                timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, stack.sync)
+                runs.append(timer.run_record("infer", knobs=knobs))
+                continue
+            seq = None
+            if stream is not None:
+                steps = wl.get("steps_per_epoch") or max(1, len(stream) // wl["batch_size"])
+                seq = keras_common.streaming_sequence(keras, stream, steps)
+            # Keras 2.2.4's fit() takes arrays only: a Sequence goes through fit_generator
             timer, loss, acc = keras_common.train_repeat(
                 keras, spec, emitter, repeat, x, y, stack.sync, stack.compile_kwargs(),
-                use_fit_generator=True)
+                use_fit_generator=True, seq=seq)
             runs.append(timer.run_record("train", loss, acc, knobs))
+    finally:
+        if stream is not None:
+            stream.close()
     gpus = int(spec.get("gpus", 0) or 0)
     emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
                  global_batch_size=wl["batch_size"],

@@ -39,15 +39,16 @@ declare -A PIP=(
   [keras-tf1-py36]="pip==21.3.1"
   [keras-mxnet-py311]=""
 )
+# Pillow: runner/imagenet.py decodes the streamed ImageNet folders with it.
 declare -A REQS=(
-  [keras-mxnet-py36]="keras-mxnet==2.2.4.1 mxnet==1.4.0 numpy<1.15"
-  [keras-tf1-py36]="tensorflow==1.13.1 keras==2.2.4 h5py==2.10.0 numpy<1.17"
-  [keras-mxnet-py311]="mxnet==1.9.1 keras-mxnet==2.2.4.3 numpy==1.23.5 scipy==1.10.1"
+  [keras-mxnet-py36]="keras-mxnet==2.2.4.1 mxnet==1.4.0 numpy<1.15 pillow"
+  [keras-tf1-py36]="tensorflow==1.13.1 keras==2.2.4 h5py==2.10.0 numpy<1.17 pillow"
+  [keras-mxnet-py311]="mxnet==1.9.1 keras-mxnet==2.2.4.3 numpy==1.23.5 scipy==1.10.1 pillow"
 )
 declare -A CHECK=(
-  [keras-mxnet-py36]="import mxnet, keras_applications, numpy, h5py"
-  [keras-tf1-py36]="import tensorflow, keras_applications, numpy, h5py"
-  [keras-mxnet-py311]="import mxnet, keras_applications, numpy, scipy, h5py"
+  [keras-mxnet-py36]="import mxnet, keras_applications, numpy, h5py, PIL"
+  [keras-tf1-py36]="import tensorflow, keras_applications, numpy, h5py, PIL"
+  [keras-mxnet-py311]="import mxnet, keras_applications, numpy, scipy, h5py, PIL"
 )
 
 die() { echo "setup-legacy-venvs: $*" >&2; exit 1; }
