@@ -33,13 +33,27 @@ class FleetClient:
 
     ``collector=True`` uses a fixed client id with a persistent session, so
     events published while the collector was away are delivered when it returns.
+
+    ``shared_group`` subscribes to events through an MQTT shared subscription
+    (``$share/<group>/...``): the broker hands each event to one collector of
+    the group, so several collectors split the load. Each needs its own
+    ``instance`` name (its session); statuses still go to every collector.
     """
 
-    def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False):
+    def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False,
+                 shared_group: str | None = None, instance: str | None = None):
         self.cfg = cfg
         self.store = store
         self.statuses: dict[str, AgentStatus] = {}
-        client_id = f"controller-collector-{cfg.fleet}" if collector else f"controller-{uuid.uuid4().hex[:12]}"
+        if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
+            raise ValueError(f"a shared subscription group is a non-empty name without / + #: {shared_group!r}")
+        self.shared_group = shared_group
+        if collector:
+            client_id = f"controller-collector-{cfg.fleet}"
+            if shared_group:
+                client_id += f"-{shared_group}-{instance or _hostname()}"
+        else:
+            client_id = f"controller-{uuid.uuid4().hex[:12]}"
         settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
                                            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
         self.client = MqttClient(settings, client_id, persistent_session_s=7 * 24 * 3600 if collector else None)
@@ -51,7 +65,10 @@ class FleetClient:
 
     def __enter__(self) -> FleetClient:
         self.client.connect()
-        self.client.subscribe([topics.all_status(self.cfg.fleet), topics.all_events(self.cfg.fleet)])
+        events = topics.all_events(self.cfg.fleet)
+        if self.shared_group:
+            events = f"$share/{self.shared_group}/{events}"
+        self.client.subscribe([topics.all_status(self.cfg.fleet), events])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -158,3 +175,9 @@ class FleetClient:
         while open_keys and time.monotonic() < deadline:
             self.pump(0.2, handle)
         return open_keys
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -39,11 +39,18 @@ def cancel(
     console.print(f"cancel sent for {job_id} to {', '.join(device_ids)}")
 
 
-def collect(ctx: typer.Context) -> None:
+def collect(
+    ctx: typer.Context,
+    shared_group: Annotated[str | None, typer.Option(
+        help="Split events with the other collectors of this group (MQTT shared subscription).")] = None,
+    instance: Annotated[str | None, typer.Option(
+        help="This collector's name within its group (default: the host name); keeps its session.")] = None,
+) -> None:
     """Run as a long-lived collector: store every event and result as it arrives.
 
     Uses a persistent MQTT session, so results published while it was down are
     delivered when it comes back. Several collectors may run: ingestion is idempotent.
+    With --shared-group, the broker gives each event to one collector of the group.
     """
     cfg = config(ctx)
     store = ResultStore(cfg.store_url)
@@ -56,9 +63,11 @@ def collect(ctx: typer.Context) -> None:
             console.print(f"{ev.at:%H:%M:%S} {ev.device_id} {ev.job_id} {ev.state.value}", highlight=False)
 
     try:
-        with FleetClient(cfg, store, collector=True) as fleet:
-            console.print(f"collecting fleet {cfg.fleet} from {cfg.broker_url} into {store.url}")
+        with FleetClient(cfg, store, collector=True, shared_group=shared_group, instance=instance) as fleet:
+            group = f" (shared group {shared_group})" if shared_group else ""
+            console.print(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {store.url}",
+                          highlight=False)
             while not stop.is_set():
                 fleet.pump(0.5, show)
-    except ConnectError as exc:
+    except (ConnectError, ValueError) as exc:  # ValueError: an invalid --shared-group
         raise fail(str(exc)) from None
