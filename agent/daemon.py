@@ -14,13 +14,14 @@ import queue
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.eventsize import encode_event
 from agent.executor import Executor, ExecutorError, install_runner_code, make_executor
 from agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
 from agent.gpupool import GpuPool
-from agent.jobrun import JobOutcome, JobRun
+from agent.jobrun import JobOutcome, JobRun, kill_orphaned_runner
 from agent.store import AgentStore
 from agent.telemetry import Sampler, Telemetry, TelemetryUnavailable, create_telemetry
 from agent.telemetry.prometheus import MetricsServer, MetricsSource, start_metrics_server
@@ -203,6 +204,8 @@ class Agent:
     def _recover(self) -> None:
         """After a restart: interrupted jobs are reported, queued ones resume."""
         for job in self.store.jobs_in_state(JobState.IN_PROGRESS.value):
+            if kill_orphaned_runner(self._job_dir(job.job_id, job.attempt)):
+                log.warning("killed the runner of interrupted job %s, left over from before", job.job_id)
             spec = JobSpec.model_validate_json(job.spec_json)
             self.store.set_state(job.job_id, job.attempt, JobState.FAILED.value)
             self.emit(spec, job.attempt, JobState.FAILED, error_type=ErrorType.INTERRUPTED,
@@ -334,7 +337,7 @@ class Agent:
             attempt=attempt,
             device_id=self.cfg.device_id,
             executor=self.executors[job.backend.value],
-            job_dir=self.cfg.state_dir / "jobs" / f"{job_id}-{attempt}",
+            job_dir=self._job_dir(job_id, attempt),
             dataset_root=self.cfg.dataset_root,
             fingerprint=self.fingerprint,
             on_progress=lambda p: self.emit(job, attempt, JobState.IN_PROGRESS, progress=p),
@@ -352,6 +355,9 @@ class Agent:
                 if not self._running:
                     self.metrics_source.detach()
         self._finish(job, attempt, outcome)
+
+    def _job_dir(self, job_id: str, attempt: int) -> Path:
+        return self.cfg.state_dir / "jobs" / f"{job_id}-{attempt}"
 
     def _finish(self, job: JobSpec, attempt: int, outcome: JobOutcome) -> None:
         self.store.set_state(job.job_id, attempt, outcome.state.value)

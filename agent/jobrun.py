@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import signal
 import statistics
 import threading
 import time
@@ -15,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import ValidationError
 
 from agent.executor import Executor, ExecutorError, RunnerProcess
@@ -99,6 +102,7 @@ class JobRun:
         except ExecutorError as exc:
             return JobOutcome(JobState.FAILED, str(exc), ErrorType.BACKEND_ERROR)
         self._proc = proc
+        record_runner(self.job_dir, proc.pid)
         if self.sampler is not None and proc.pid is not None:
             self.sampler.start(proc.pid)
         lines: queue.Queue[object] = queue.Queue()
@@ -271,6 +275,46 @@ class JobRun:
             started_at=started_at,
             finished_at=datetime.now(timezone.utc),
         )
+
+
+RUNNER_RECORD = "runner.json"
+
+
+def record_runner(job_dir: Path, pid: int | None) -> None:
+    """Note the runner's PID and start time, so that an agent restarted after
+    a crash can end a runner it left behind (the runner leads its own process
+    group, so it outlives the agent)."""
+    if pid is None:
+        return
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return
+    (job_dir / RUNNER_RECORD).write_text(json.dumps({"pid": pid, "create_time": created}))
+
+
+def kill_orphaned_runner(job_dir: Path) -> bool:
+    """Kill the runner recorded in job_dir and its process group, if it still
+    runs (same PID *and* start time: a reused PID is left alone)."""
+    try:
+        rec = json.loads((job_dir / RUNNER_RECORD).read_text())
+        proc = psutil.Process(int(rec["pid"]))
+        if abs(proc.create_time() - float(rec["create_time"])) > 0.01:
+            return False
+        procs = [proc, *proc.children(recursive=True)]
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for p in procs:  # children that left the group
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+    return True
 
 
 def _num(value: Any) -> float | None:

@@ -34,11 +34,17 @@ class FleetClient:
     ``collector=True`` uses a fixed client id with a persistent session, so
     events published while the collector was away are delivered when it returns.
 
+    Other clients keep a short session that they end when they close: it rides
+    out a broker restart (with persistence) or a dropped connection while they
+    wait, so no event published meanwhile is lost.
+
     ``shared_group`` subscribes to events through an MQTT shared subscription
     (``$share/<group>/...``): the broker hands each event to one collector of
     the group, so several collectors split the load. Each needs its own
     ``instance`` name (its session); statuses still go to every collector.
     """
+
+    SESSION_S = 600  # a waiting CLI's session, should the CLI vanish without closing it
 
     def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False,
                  shared_group: str | None = None, instance: str | None = None):
@@ -56,7 +62,9 @@ class FleetClient:
             client_id = f"controller-{uuid.uuid4().hex[:12]}"
         settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
                                            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
-        self.client = MqttClient(settings, client_id, persistent_session_s=7 * 24 * 3600 if collector else None)
+        self.collector = collector
+        self.client = MqttClient(settings, client_id,
+                                 persistent_session_s=7 * 24 * 3600 if collector else self.SESSION_S)
         self._signer = None
         if cfg.signing_key is not None:
             from edgebench.signing import load_private_key
@@ -72,7 +80,7 @@ class FleetClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.client.close()
+        self.client.close(end_session=not self.collector)
 
     # -- inbound ----------------------------------------------------------------------
     def pump(self, timeout_s: float = 0.1, on_event: Callable[[JobEvent, bool], None] | None = None,

@@ -267,9 +267,18 @@ class MqttClient:
             return False
         return info.is_published()
 
-    def close(self) -> None:
-        """Disconnect cleanly (no last will) and stop the network thread."""
+    def close(self, end_session: bool = False) -> None:
+        """Disconnect cleanly (no last will) and stop the network thread.
+
+        ``end_session`` ends a persistent session now instead of at its expiry
+        (MQTT 5: session expiry 0 in the DISCONNECT): for clients that want
+        their session only to ride out broker restarts while they run.
+        """
+        props = None
+        if end_session and self._persistent_s and self.settings.protocol == 5:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
         try:
-            self._client.disconnect()
+            self._client.disconnect(properties=props)
         finally:
             self._client.loop_stop()

@@ -5,6 +5,7 @@ Each test gets its own fleet name, so its topics never meet another test's.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -56,6 +57,9 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # started as root, mosquitto would drop to user "mosquitto", which
+            # cannot write the persistence file here (and so forgets sessions)
+            f"user {getpass.getuser()}\n"
             f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 100000\n"
