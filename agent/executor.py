@@ -142,7 +142,9 @@ class LocalExecutor(Executor):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "PYTHON"))}
         env.update(self.cfg.env)
         env.update(extra)
-        env["PYTHONPATH"] = str(self.runner_home)
+        # the runner first; a backend's own extra paths (its env PYTHONPATH) after it
+        extra_path = self.cfg.env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(self.runner_home) + (os.pathsep + extra_path if extra_path else "")
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONNOUSERSITE"] = "1"
         return env

@@ -241,7 +241,10 @@ def run_job(
     smi = start_smi(gpu, smi_csv) if smi_csv is not None else None
     try:
         proc = start_workload(kind, *durations)
-        sampler = Sampler(telemetry, interval_s=interval_s, trace_path=trace, job_id="telemetry-check")
+        # the GPU the job runs on, as the agent samples it (not every GPU of the box)
+        indices = [gpu] if telemetry.source == "nvml" else None
+        sampler = Sampler(telemetry, interval_s=interval_s, gpu_indices=indices, trace_path=trace,
+                          job_id="telemetry-check")
         sampler.start(proc.pid)
         pump = feed_windows(proc, sampler, facts)
         proc.wait()

@@ -14,6 +14,7 @@ that runs on a real GPU.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -24,6 +25,11 @@ from agent.telemetry.snapshot import GpuSample
 from schemas.status import GpuInfo
 
 log = logging.getLogger(__name__)
+
+# Seconds between reads of slowly changing fields (process lists, temperature,
+# memory clock, clock-event reasons); utilisation, SM clock, memory used,
+# power and energy are read every tick.
+SLOW_FIELDS_S = 1.0
 
 # nvmlClocksEventReason* bits (nvml.h; the older name is "throttle reasons").
 # Fixed by NVIDIA's ABI, written out so that replaying a trace needs no NVML.
@@ -126,6 +132,23 @@ class _Device:
         self.index = index
         self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
         self.unsupported: set[str] = set()
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    def cached(self, key: str, max_age_s: float, read: Callable[[], Any]) -> Any:
+        """A reading that changes slowly, refreshed at most every max_age_s.
+
+        Each NVML call costs about a millisecond of CPU on some hosts (seen on a
+        virtualised 4 x H200 machine): asking for process lists, temperatures
+        and clock-event reasons at 10 Hz on every GPU made the sampler cost 16 %
+        of a core. They are read once a second instead.
+        """
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < max_age_s:
+            return hit[1]
+        value = read()
+        self._cache[key] = (now, value)
+        return value
 
     def query(self, key: str, func: Callable[..., Any], *args: Any) -> Any:
         if key in self.unsupported:
@@ -215,30 +238,48 @@ class NvmlTelemetry(Telemetry):
         wanted = None if indices is None else set(indices)
         return {"devices": [self._read_device(d) for d in self._devices if wanted is None or d.index in wanted]}
 
-    def _read_device(self, dev: _Device) -> dict[str, Any]:
+    def _memory(self, dev: _Device) -> Any:
+        # v2 reports "used" without the driver's reserved memory, as nvidia-smi
+        # does (v1 counted the reservation: +600 MiB on an H200)
         nvml = self._nvml
-        util = dev.query("utilization", nvml.nvmlDeviceGetUtilizationRates)
-        mem = dev.query("memory", nvml.nvmlDeviceGetMemoryInfo)
+        version = getattr(nvml, "nvmlMemory_v2", None)
+        if version is not None and "memory_v2" not in dev.unsupported:
+            mem = dev.query("memory_v2", nvml.nvmlDeviceGetMemoryInfo, version)
+            if mem is not None:
+                return mem
+        return dev.query("memory", nvml.nvmlDeviceGetMemoryInfo)
+
+    def _clock_event_reasons(self, dev: _Device) -> Any:
         # The "event reasons" name replaced "throttle reasons" in newer NVML; same bits.
+        nvml = self._nvml
         reasons = None
         events = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
         if events is not None:
             reasons = dev.query("clock_events", events)
         if reasons is None:
             reasons = dev.query("clock_throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+        return reasons
+
+    def _read_device(self, dev: _Device) -> dict[str, Any]:
+        nvml = self._nvml
+        util = dev.query("utilization", nvml.nvmlDeviceGetUtilizationRates)
+        mem = self._memory(dev)
+        reasons = dev.cached("reasons", SLOW_FIELDS_S, lambda: self._clock_event_reasons(dev))
         return {
             "index": dev.index,
             "util_gpu_pct": None if util is None else util.gpu,
             "util_mem_pct": None if util is None else util.memory,
             "sm_clock_mhz": dev.query("sm_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
-            "mem_clock_mhz": dev.query("mem_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
+            "mem_clock_mhz": dev.cached("mem_clock", SLOW_FIELDS_S, lambda: dev.query(
+                "mem_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)),
             "mem_used_bytes": None if mem is None else int(mem.used),
             "mem_total_bytes": None if mem is None else int(mem.total),
             "power_mw": dev.query("power", nvml.nvmlDeviceGetPowerUsage),
             "energy_mj": dev.query("energy", nvml.nvmlDeviceGetTotalEnergyConsumption),
-            "temperature_c": dev.query("temperature", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
+            "temperature_c": dev.cached("temperature", SLOW_FIELDS_S, lambda: dev.query(
+                "temperature", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)),
             "clock_event_reasons": reasons,
-            "processes": self._processes(dev),
+            "processes": dev.cached("processes", SLOW_FIELDS_S, lambda: self._processes(dev)),
         }
 
     def _processes(self, dev: _Device) -> list[list[Any]] | None:

@@ -21,8 +21,10 @@ if [ -d .whl ] && [ -z "${EDGEBENCH_SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     >"$W/pip.log" 2>&1 || { cat "$W/pip.log"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
+  SITE=/tmp/site   # the runner's interpreter needs the carried packages too (keras)
 else
   export PYTHONPATH=$PWD
+  SITE=""
 fi
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 LAST=$((NGPU - 1))
@@ -45,6 +47,11 @@ gpu_indices: [$2]
 state_dir: $W/$1
 dataset_root: $W/data
 metrics_port: $4
+backends:
+  keras-jax: {env: {PYTHONPATH: "$SITE"}}
+  keras-torch: {env: {PYTHONPATH: "$SITE"}}
+  torch: {env: {PYTHONPATH: "$SITE"}}
+  sleep: {}
 CFG
   python3 -m agent.cli run --config "$W/$1.yaml" --broker "$BROKER" --log-level INFO >"$W/$1.log" 2>&1 &
 }
@@ -71,6 +78,31 @@ case "$PHASE" in
     wait $TEL
     cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
     cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
+    ;;
+  all)
+    # study + knobs on all GPUs but the last (one job per GPU at a time); on the
+    # last GPU: the telemetry check, then the harness overhead (agent vs bare)
+    start_agent h200 "$(gpus_below_last)" true 9400
+    ( sleep 120; python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9400/metrics').read().decode())" \
+        >"$W/extras/prometheus_scrape.txt" 2>&1 ) &
+    ( CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 150 python3 benchmarks/gpu_telemetry_check.py \
+        --out "$W/tel" --gpu "$LAST" >"$W/extras/telemetry_check.txt" 2>&1
+      timeout 260 python3 benchmarks/harness_overhead.py --backend torch --workload imagenet-resnet50 --batch-size 256 \
+        --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 2 --out "$W/extras/overhead_torch.json"
+      timeout 150 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+        --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 1 --out "$W/extras/overhead_keras_jax.json"
+    ) >"$W/extras/overhead.txt" 2>&1 &
+    SIDE=$!
+    timeout 500 "${CTL[@]}" dispatch --device h200 --sweep sweeps/study-2019-gpu.yaml --sweep-id h200-study-2019 \
+      --wait-timeout 480 >"$W/extras/dispatch.txt" 2>&1 &
+    D1=$!
+    sleep 5
+    timeout 500 "${CTL[@]}" dispatch --device h200 --sweep sweeps/knobs-resnet50-gpu.yaml --sweep-id h200-knobs-resnet50 \
+      --wait-timeout 480 >"$W/extras/dispatch_knobs.txt" 2>&1
+    wait $D1 $SIDE
+    cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
+    cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
+    tail -25 "$W/extras/dispatch_knobs.txt"
     ;;
   knobs)
     start_agent h200 "$(gpus_below_last)" true 9400
