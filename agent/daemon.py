@@ -70,6 +70,7 @@ class Agent:
         self._work: queue.Queue[tuple[str, int]] = queue.Queue()
         self._running: dict[str, JobRun] = {}
         self._running_lock = threading.Lock()
+        self._early_cancels: dict[str, str] = {}  # job id -> reason, under _running_lock
         self.gpu_pool = GpuPool([g.index for g in self.gpus])
         self.workers = len(self.gpus) if (cfg.concurrent_per_gpu and len(self.gpus) > 1) else 1
         self._acks: queue.Queue[int] = queue.Queue()
@@ -268,13 +269,15 @@ class Agent:
         return None
 
     def _cancel(self, req: CancelRequest) -> None:
-        state = self.store.get_state(req.job_id)
-        if state == JobState.QUEUED.value:
-            self.store.set_state(req.job_id, 1, JobState.CANCELED.value)
-            self.emit_raw(req.job_id, 1, JobState.CANCELED, None, reason=req.reason)
-        elif state == JobState.IN_PROGRESS.value:
+        if self.store.transition(req.job_id, 1, JobState.QUEUED.value, JobState.CANCELED.value):
+            spec_json = self.store.get_spec(req.job_id)
+            sweep_id = JobSpec.model_validate_json(spec_json).sweep_id if spec_json else None
+            self.emit_raw(req.job_id, 1, JobState.CANCELED, sweep_id, reason=req.reason)
+        elif self.store.get_state(req.job_id) == JobState.IN_PROGRESS.value:
             with self._running_lock:
                 run = self._running.get(req.job_id)
+                if run is None:  # claimed by a worker, JobRun not made yet
+                    self._early_cancels[req.job_id] = req.reason
             if run is not None:
                 run.cancel(req.reason)
 
@@ -319,7 +322,8 @@ class Agent:
             if gpu_ids is None:
                 return  # stopping; the job stays QUEUED and resumes after a restart
             try:
-                if self.store.get_state(job_id, attempt) == JobState.QUEUED.value:
+                # claimed atomically: a cancel may have won the race for this job
+                if self.store.transition(job_id, attempt, JobState.QUEUED.value, JobState.IN_PROGRESS.value):
                     self._run_job(job, attempt, gpu_ids)
             except Exception:
                 log.exception("job %s failed inside the agent", job_id)
@@ -329,7 +333,6 @@ class Agent:
 
     def _run_job(self, job: JobSpec, attempt: int, gpu_ids: list[int]) -> None:
         job_id = job.job_id
-        self.store.set_state(job_id, attempt, JobState.IN_PROGRESS.value)
         self.emit(job, attempt, JobState.IN_PROGRESS, progress=Progress(phase="setup", epoch=0,
                                                                         epochs=job.workload.epochs))
         run = JobRun(
@@ -346,6 +349,9 @@ class Agent:
         )
         with self._running_lock:
             self._running[job_id] = run
+            early = self._early_cancels.pop(job_id, None)
+        if early is not None:
+            run.cancel(early)  # the cancel came between the claim and now
         self._status_dirty.set()
         try:
             outcome = run.run()

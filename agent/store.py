@@ -93,6 +93,23 @@ class AgentStore:
                 (state, time.time(), job_id, attempt),
             )
 
+    def transition(self, job_id: str, attempt: int, from_state: str, to_state: str) -> bool:
+        """Move a job from one state to another atomically; False if it was not
+        in from_state (e.g. a cancel and the worker race for a queued job)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET state=?, updated_at=? WHERE job_id=? AND attempt=? AND state=?",
+                (to_state, time.time(), job_id, attempt, from_state),
+            )
+        return cur.rowcount == 1
+
+    def get_spec(self, job_id: str, attempt: int = 1) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT spec_json FROM jobs WHERE job_id=? AND attempt=?", (job_id, attempt)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def get_state(self, job_id: str, attempt: int = 1) -> str | None:
         with self._lock:
             row = self._db.execute(

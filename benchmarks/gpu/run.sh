@@ -85,11 +85,11 @@ case "$PHASE" in
     start_agent h200 "$(gpus_below_last)" true 9400
     ( sleep 120; python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9400/metrics').read().decode())" \
         >"$W/extras/prometheus_scrape.txt" 2>&1 ) &
-    ( CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 150 python3 benchmarks/gpu_telemetry_check.py \
+    ( CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 120 python3 benchmarks/gpu_telemetry_check.py \
         --out "$W/tel" --gpu "$LAST" >"$W/extras/telemetry_check.txt" 2>&1
-      timeout 260 python3 benchmarks/harness_overhead.py --backend torch --workload imagenet-resnet50 --batch-size 256 \
+      timeout 200 python3 benchmarks/harness_overhead.py --backend torch --workload imagenet-resnet50 --batch-size 256 \
         --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 2 --out "$W/extras/overhead_torch.json"
-      timeout 150 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+      timeout 140 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
         --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index "$LAST" --rounds 1 --out "$W/extras/overhead_keras_jax.json"
     ) >"$W/extras/overhead.txt" 2>&1 &
     SIDE=$!
