@@ -208,25 +208,33 @@ class ResultStore:
 
     def ingest_event(self, event: JobEvent) -> bool:
         """Store an event once; returns False for a duplicate."""
+        return self.ingest_events([event])[0]
+
+    def ingest_events(self, batch: list[JobEvent]) -> list[bool]:
+        """Store a batch of events in one transaction (one commit, one fsync:
+        what limits a collector's rate); per event, False for a duplicate."""
         with self.engine.begin() as conn:
-            inserted = conn.execute(self._insert_ignore(events, {
-                "job_id": event.job_id, "device_id": event.device_id, "attempt": event.attempt,
-                "seq": event.seq, "state": event.state.value, "at": event.at,
-                "body_json": event.model_dump_json(exclude={"result"}),
-            })).rowcount
-            if not inserted:
-                return False
-            terminal = event.state in TERMINAL_STATES
-            # Never move a finished job back to a running state (events can arrive out of order).
-            cond = sa.and_(jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)
-            if not terminal:
-                cond = sa.and_(cond, jobs.c.state.not_in([s.value for s in TERMINAL_STATES]))
-            conn.execute(jobs.update().where(cond).values(state=event.state.value, updated_at=_now()))
-            if terminal:
-                spec_json = conn.execute(sa.select(jobs.c.spec_json).where(
-                    jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)).scalar()
-                spec = JobSpec.model_validate_json(spec_json) if spec_json else None
-                conn.execute(self._insert_ignore(results, _result_values(event, spec)))
+            return [self._ingest(conn, event) for event in batch]
+
+    def _ingest(self, conn: sa.Connection, event: JobEvent) -> bool:
+        inserted = conn.execute(self._insert_ignore(events, {
+            "job_id": event.job_id, "device_id": event.device_id, "attempt": event.attempt,
+            "seq": event.seq, "state": event.state.value, "at": event.at,
+            "body_json": event.model_dump_json(exclude={"result"}),
+        })).rowcount
+        if not inserted:
+            return False
+        terminal = event.state in TERMINAL_STATES
+        # Never move a finished job back to a running state (events can arrive out of order).
+        cond = sa.and_(jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)
+        if not terminal:
+            cond = sa.and_(cond, jobs.c.state.not_in([s.value for s in TERMINAL_STATES]))
+        conn.execute(jobs.update().where(cond).values(state=event.state.value, updated_at=_now()))
+        if terminal:
+            spec_json = conn.execute(sa.select(jobs.c.spec_json).where(
+                jobs.c.job_id == event.job_id, jobs.c.device_id == event.device_id)).scalar()
+            spec = JobSpec.model_validate_json(spec_json) if spec_json else None
+            conn.execute(self._insert_ignore(results, _result_values(event, spec)))
         return True
 
     def upsert_device(self, status: AgentStatus) -> None:
