@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,10 @@ class LocalRunnerProcess(RunnerProcess):
         return _tail(self._stderr_path, max_bytes)
 
 
+_PROBE_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], str], BackendInfo] = {}
+_PROBE_LOCK = threading.Lock()
+
+
 class LocalExecutor(Executor):
     kind = "local"
 
@@ -150,6 +155,17 @@ class LocalExecutor(Executor):
         return env
 
     def probe(self, backend: str) -> BackendInfo:
+        # Once per (interpreter, backend env, backend) in this process: a probe
+        # is a subprocess (~50 ms), and several agents in one process (the
+        # fleet-scale benchmark) would otherwise pay it agents x backends times.
+        key = (self.cfg.python, tuple(sorted(self.cfg.env.items())), backend)
+        with _PROBE_LOCK:
+            cached = _PROBE_CACHE.get(key)
+            if cached is None:
+                cached = _PROBE_CACHE[key] = self._probe(backend)
+        return cached
+
+    def _probe(self, backend: str) -> BackendInfo:
         try:
             out = subprocess.run(
                 [self.cfg.python, "-m", "runner.probe", backend],
