@@ -106,7 +106,8 @@ def setup_data_parallel(keras, backend, gpus, spec):
         devices = keras.distribution.list_devices(kind)
         if len(devices) < gpus:
             raise Unsupported("gpus=%d but JAX sees %d %s devices" % (gpus, len(devices), kind))
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[:gpus]))
+        spec["_apply_distribution"] = lambda: keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices[:gpus]))
         return {"distribution": "keras.distribution.DataParallel over %d %s devices" % (gpus, kind)}
     if backend == "tensorflow":
         import tensorflow as tf
@@ -118,6 +119,13 @@ def setup_data_parallel(keras, backend, gpus, spec):
     raise Unsupported(
         "gpus: Keras 3 on %s has no multi-device data parallelism; use backend 'torch' "
         "(DistributedDataParallel) or keras-jax" % backend)
+
+
+def _jax_device_count(model):
+    try:
+        return len(model.trainable_variables[0].value.sharding.device_set)
+    except (AttributeError, IndexError):
+        return 0
 
 
 def run(spec, emitter, dataset_root):
@@ -145,6 +153,7 @@ def run(spec, emitter, dataset_root):
     per_device_bs = wl["batch_size"]
     devices = max(1, gpus)
     if devices > 1:
+        # applied again after every clear_session(), which resets Keras's global distribution
         knobs_dist = setup_data_parallel(keras, backend, gpus, spec)
         # workload.batch_size is per device; the framework splits the global batch
         wl = dict(wl, batch_size=per_device_bs * devices)
@@ -170,7 +179,14 @@ def run(spec, emitter, dataset_root):
         samples, loader = len(x), "in memory (numpy)"
     emitter.emit("data", source=source, samples=int(samples))
     sync = make_sync(backend)
-    spec["_build"] = lambda: keras_common.build_model(keras, spec, data_format, precision != "fp32")
+    built = []
+
+    def build():
+        model = keras_common.build_model(keras, spec, data_format, precision != "fp32")
+        built.append(model)
+        return model
+
+    spec["_build"] = build
     knobs = {
         "keras_backend": backend,
         "dtype_policy": policy,
@@ -184,6 +200,8 @@ def run(spec, emitter, dataset_root):
     try:
         for repeat in range(1, spec.get("repeats", 1) + 1):
             keras.backend.clear_session()
+            if spec.get("_apply_distribution"):
+                spec["_apply_distribution"]()
             if infer:
                 timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, sync, jit_compile=jit)
                 runs.append(timer.run_record("infer", knobs=knobs))
@@ -198,5 +216,8 @@ def run(spec, emitter, dataset_root):
     finally:
         if stream is not None:
             stream.close()
+    if built and backend == "jax":
+        # where the weights actually live: N devices under DataParallel, else 1
+        knobs["variable_devices"] = str(_jax_device_count(built[-1]))
     emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
                  global_batch_size=wl["batch_size"], per_device_batch_size=per_device_bs)

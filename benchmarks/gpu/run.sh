@@ -116,6 +116,11 @@ case "$PHASE" in
       --wait-timeout 500 >"$W/extras/dispatch.txt" 2>&1
     wait $OVH
     ;;
+  jaxdp)
+    start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
+    timeout 400 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50-keras-jax.yaml \
+      --sweep-id "h200x$NGPU-keras-jax-dp" --wait-timeout 380 >"$W/extras/dispatch.txt" 2>&1
+    ;;
   scaling)
     start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
     timeout 540 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50.yaml \

@@ -45,6 +45,8 @@ def test_keras_jax_data_parallel_on_virtual_devices(tmp_path, monkeypatch) -> No
     assert rc == 0, stderr[-3000:]
     result = _check(messages, 16, 2, 512)
     assert "DataParallel over 2 cpu devices" in result["knobs"]["distribution"]
+    # the weights really are replicated on both devices (a clear_session() once undid this)
+    assert result["knobs"]["variable_devices"] == "2"
 
 
 def test_keras_torch_multi_gpu_is_refused_naming_gpus(tmp_path, monkeypatch) -> None:
