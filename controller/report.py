@@ -80,13 +80,15 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     text = text.strip()
     m = _RELATIVE.match(text)
     if m:
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+        start = (now or datetime.now(timezone.utc)) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+        return start.astimezone(timezone.utc)
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise SelectionError(f"not a time: {text!r} (use 2026-11-28, 2026-11-28T15:00 or an age like 12h, 7d)")\
             from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    # stored times are UTC: compare in UTC (SQLite compares them as text)
+    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -533,7 +535,7 @@ def _fleet_notes(cells: list[Cell]) -> list[str]:
 def _version_diff(versions: set[tuple[tuple[str, str], ...]]) -> str:
     maps = [dict(v) for v in versions]
     names = sorted({k for m in maps for k in m if len({m.get(k) for m in maps}) > 1})
-    return "; ".join(f"{n} {' vs '.join(sorted({m.get(n) or '?' for m in maps}))}" for n in names)
+    return "; ".join(f"{n} {' vs '.join(sorted({m.get(n) or 'none' for m in maps}))}" for n in names)
 
 
 def _flag_incomparable(cells: list[Cell]) -> list[Cell]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,16 @@ from controller.commands._options import (
     config,
     console,
     fail,
+)
+from controller.commands.report import (
+    BackendsOpt,
+    DevicesOpt,
+    ModelOpt,
+    SinceOpt,
+    TagsOpt,
+    UntilOpt,
+    WorkloadsOpt,
+    make_selection,
 )
 from controller.store import ResultStore
 
@@ -65,3 +76,37 @@ def show(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="Job id.
             "result": res.model_dump(mode="json") if res else None,
         })
     print(json.dumps({"results": out, "events": events}, indent=2))
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "csv",
+    sweep: SweepIdOpt = None,
+    device: DevicesOpt = None,
+    tag: TagsOpt = None,
+    workload: WorkloadsOpt = None,
+    backend: BackendsOpt = None,
+    model: ModelOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+) -> None:
+    """One flat row per stored result (every attempt) for pandas: throughput, telemetry, fingerprint, versions."""
+    from controller.export import ExportError, flat_rows, write_csv, write_parquet
+    from controller.report import SelectionError, job_tags, select
+
+    if fmt not in ("csv", "parquet"):
+        raise fail(f"--format must be csv or parquet, not {fmt!r}")
+    selection = make_selection(sweep, device, tag, workload, backend, model, since, until)
+    store = ResultStore(config(ctx).store_url)
+    try:
+        rows, statuses = select(store, selection)
+    except SelectionError as exc:
+        raise fail(str(exc)) from None
+    flat = flat_rows(rows, statuses, job_tags(store, rows))
+    try:
+        (write_parquet if fmt == "parquet" else write_csv)(flat, out)
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {len(flat)} result(s) to {out}", highlight=False)

@@ -37,7 +37,7 @@ def render_terminal(report: Report, console: Console) -> None:
     console.print(machines)
 
     for fleet in report.fleet_tables():
-        if len(fleet.devices) < 2 and len(fleet.backends) < 2:
+        if len(fleet.devices) < 2:
             continue
         table = _table(f"Fleet · {f.section_title(fleet.workload, fleet.mode)} · img/s at each cell's fastest "
                        "configuration", ["device", *fleet.backends, "fastest"],
