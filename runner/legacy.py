@@ -241,6 +241,12 @@ def _load_data(spec, dataset_root, data_format, infer):
 
 
 def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memory_desc, shims):
+    gpus = int(spec.get("gpus", 0) or 0)
+    per_device_bs = spec["workload"]["batch_size"]
+    if gpus > 1:
+        # workload.batch_size is per device (as for every backend); multi_gpu_model
+        # and MXNet's context list split the global batch that fit() is given
+        spec = dict(spec, workload=dict(spec["workload"], batch_size=per_device_bs * gpus))
     wl = spec["workload"]
     infer = spec.get("mode", "train") == "infer"
     x, y, stream, source, samples, loader = _load_data(spec, dataset_root, data_format, infer)
@@ -276,10 +282,8 @@ def _train_or_infer(spec, emitter, dataset_root, keras, stack, data_format, memo
     finally:
         if stream is not None:
             stream.close()
-    gpus = int(spec.get("gpus", 0) or 0)
     emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
-                 global_batch_size=wl["batch_size"],
-                 per_device_batch_size=wl["batch_size"] // max(gpus, 1))
+                 global_batch_size=wl["batch_size"], per_device_batch_size=per_device_bs)
 
 
 def _check_config(keras, backend, data_format):
