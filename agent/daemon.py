@@ -87,6 +87,7 @@ class Agent:
             persistent_session_s=cfg.session_expiry_s or None,
             on_publish_ack=self._on_ack,
             on_connection_change=self._on_connection_change,
+            manual_ack=True,
         )
 
     # -- identity -----------------------------------------------------------------
@@ -174,6 +175,9 @@ class Agent:
                     self.handle_message(msg)
                 except Exception:
                     log.exception("unexpected error handling a message on %s", msg.topic)
+                # acknowledged only now that the job is stored (or answered): an
+                # agent killed before gets it again from its persistent session
+                self.client.ack(msg)
         finally:
             self._shutdown(threads)
 
@@ -283,7 +287,8 @@ class Agent:
 
     def reject(self, job_id: str, reason: str, field: str, sweep_id: str | None = None) -> None:
         log.info("REJECTED %s: %s (%s)", job_id, reason, field)
-        self.emit_raw(job_id[:200], 1, JobState.REJECTED, sweep_id, reason=reason, field=field,
+        # all three may echo untrusted input of any length: keep them to JobEvent's limits
+        self.emit_raw(job_id[:200], 1, JobState.REJECTED, sweep_id, reason=reason[:4000], field=field[:500],
                       error_type=ErrorType.INVALID)
 
     # -- events -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from controller.config import ControllerConfig
 from controller.store import ResultStore
-from edgebench.mqtt import BrokerSettings, MqttClient
+from edgebench.mqtt import BrokerSettings, Message, MqttClient
 from schemas import TERMINAL_STATES, AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, topics
 from schemas.envelope import DecodeError, decode, encode
 
@@ -63,7 +63,7 @@ class FleetClient:
         settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
                                            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
         self.collector = collector
-        self.client = MqttClient(settings, client_id,
+        self.client = MqttClient(settings, client_id, manual_ack=True,
                                  persistent_session_s=7 * 24 * 3600 if collector else self.SESSION_S)
         self._signer = None
         if cfg.signing_key is not None:
@@ -85,16 +85,40 @@ class FleetClient:
     # -- inbound ----------------------------------------------------------------------
     def pump(self, timeout_s: float = 0.1, on_event: Callable[[JobEvent, bool], None] | None = None,
              max_messages: int = 10_000) -> int:
-        """Handle waiting messages (waiting at most timeout_s for the first)."""
+        """Handle waiting messages (waiting at most timeout_s for the first).
+
+        Events are stored in batches, one transaction each, and acknowledged to
+        the broker only once stored: a collector killed mid-batch gets them
+        again from its persistent session.
+        """
         handled = 0
         wait = timeout_s
         while handled < max_messages:
-            try:
-                msg = self.client.messages.get(timeout=wait)
-            except queue.Empty:
+            batch = self._take(wait, min(self.BATCH, max_messages - handled))
+            if not batch:
                 break
             wait = 0
-            handled += 1
+            handled += len(batch)
+            self._handle(batch, on_event)
+        return handled
+
+    BATCH = 500  # events per transaction
+
+    def _take(self, wait_s: float, limit: int) -> list[Message]:
+        try:
+            batch = [self.client.messages.get(timeout=wait_s)]
+        except queue.Empty:
+            return []
+        while len(batch) < limit:
+            try:
+                batch.append(self.client.messages.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch: list[Message], on_event: Callable[[JobEvent, bool], None] | None) -> None:
+        events: list[JobEvent] = []
+        for msg in batch:
             try:
                 body = decode(msg.payload, 16 * 1024 * 1024).body
             except DecodeError as exc:
@@ -110,10 +134,13 @@ class FleetClient:
                 if msg.topic != topics.events(self.cfg.fleet, body.device_id):
                     log.warning("event for %s arrived on %s: ignored", body.device_id, msg.topic)
                     continue
-                new = self.store.ingest_event(body)
-                if on_event:
-                    on_event(body, new)
-        return handled
+                events.append(body)
+        news = self.store.ingest_events(events) if events else []
+        for msg in batch:  # stored (or worthless): the broker may forget them
+            self.client.ack(msg)
+        if on_event:
+            for ev, new in zip(events, news):
+                on_event(ev, new)
 
     def discover(self, wait_s: float = 1.0) -> dict[str, AgentStatus]:
         """Collect retained statuses for wait_s (they arrive right after subscribing)."""

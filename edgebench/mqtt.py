@@ -82,6 +82,8 @@ class Message:
     topic: str
     payload: bytes
     retain: bool = False
+    mid: int = 0  # the broker's packet id, for ack() with manual_ack
+    qos: int = 0
 
 
 @dataclass
@@ -106,6 +108,9 @@ class MqttClient:
         If set, the broker keeps the session (subscriptions and queued QoS 1
         messages) this long while the client is away (MQTT 5 session expiry;
         clean_session=False on 3.1.1), so jobs sent to an offline agent wait.
+    manual_ack:
+        Acknowledge QoS 1 messages only when ack() is called (paho's default is
+        on receipt, before the application has stored anything).
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class MqttClient:
         on_publish_ack: Callable[[int], None] | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
         max_inflight: int = 200,
+        manual_ack: bool = False,
     ):
         self.settings = settings
         self.client_id = client_id
@@ -136,7 +142,9 @@ class MqttClient:
             client_id=client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else persistent_session_s is None,
+            manual_ack=manual_ack,
         )
+        self._manual_ack = manual_ack
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)  # unbounded: the agent's outbox bounds it
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -183,7 +191,7 @@ class MqttClient:
             self._on_connection_change(False)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self.messages.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain), int(msg.mid), int(msg.qos)))
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                         properties: Any) -> None:
@@ -240,6 +248,13 @@ class MqttClient:
         with self._suback:
             self._suback.wait_for(lambda: mid in self._subacked, timeout_s)
             self._subacked.discard(mid)
+
+    def ack(self, msg: Message) -> None:
+        """With ``manual_ack``, acknowledge a QoS 1 message once it is safely
+        handled (stored): a consumer that dies before has it redelivered when
+        its persistent session resumes. Acknowledge in the order received."""
+        if self._manual_ack and msg.qos > 0:
+            self._client.ack(msg.mid, msg.qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 expiry_s: int | None = None) -> int:
