@@ -231,6 +231,11 @@ class Agent:
 
     # -- inbound ----------------------------------------------------------------------
     def handle_message(self, msg: Message) -> None:
+        if msg.topic not in self.job_topics():
+            # a persistent session outlives configuration: subscriptions of an
+            # earlier fleet or tag still deliver here. Not ours: drop it.
+            log.warning("ignoring a message on %s, not one of this agent's job topics", msg.topic)
+            return
         try:
             env = decode(msg.payload, self.cfg.max_payload_bytes)
         except DecodeError as exc:

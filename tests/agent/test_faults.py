@@ -222,3 +222,34 @@ def test_ingestion_is_idempotent_whatever_the_broker_redelivers(start_agent, wat
     assert len(news) == len(replay) and not any(news)
     after = (store.count("events"), store.count("results"), [e.model_dump() for e in store.events_for("j-replay")])
     assert after == before
+
+
+def test_jobs_on_topics_the_agent_no_longer_serves_are_ignored(start_agent, private_mosquitto, fleet, tmp_path):
+    """The persistent session keeps an earlier configuration's subscriptions
+    (here: tag ``old``); the agent must not run what arrives through them."""
+    from schemas import Envelope, topics
+    from schemas.envelope import encode
+    from tests.helpers import RawClient
+
+    cfg = _private_cfg(private_mosquitto, fleet, tmp_path)
+    tagged = write_agent_config(tmp_path / "tagged.yaml", tags=["old"], backends=sleep_backend())
+    untagged = write_agent_config(tmp_path / "untagged.yaml", backends=sleep_backend())
+    agent = start_agent("box1", broker_url=private_mosquitto.url, config=tagged)
+    with FleetClient(cfg, ResultStore(cfg.store_url)) as fc:
+        wait_online(fc, "box1", agents=[agent])
+        agent.stop()
+        agent.config = untagged
+        agent.start()
+        w = Watcher(fc)
+        wait_online(fc, "box1", agents=[agent])
+        raw = RawClient(private_mosquitto.url, fleet, "box1")
+        try:
+            raw.client.publish_and_wait(topics.group_jobs(fleet, "old"),
+                                        encode(Envelope(sender="controller", body=sleep_job("j-old-tag"))))
+            raw.send_job(sleep_job("j-mine"))
+            assert w.wait_for("j-mine", TERMINAL, 30, agent).state == JobState.SUCCEEDED
+            w.pump(0.5)
+            assert w.of("j-old-tag") == []
+        finally:
+            raw.close()
+    assert "not one of this agent's job topics" in agent.log()
