@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -96,14 +96,20 @@ def check_job_image(job: JobSpec, backends: Mapping[str, BackendConfig], allowli
 
 
 # -- GPUs ----------------------------------------------------------------------------
-def gpu_request(env: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
+def gpu_request(env: Mapping[str, str],
+                uuids: Callable[[list[str]], list[str] | None] | None = None) -> tuple[list[Any], dict[str, str]]:
     """The device request for the GPUs named by the job environment's
-    CUDA_VISIBLE_DEVICES (indices or UUIDs, as the agent chose them), and the
-    environment overrides for inside the container.
+    CUDA_VISIBLE_DEVICES (as the agent chose them), and the environment
+    overrides for inside the container.
 
-    Inside the container the toolkit exposes only the requested GPUs, numbered
-    from 0, so CUDA_VISIBLE_DEVICES is renumbered; an empty value (a CPU job)
-    means no device request at all.
+    The agent numbers GPUs as NVML shows them to it. When the agent itself runs
+    in a container that was given only some of the host's GPUs, those numbers
+    are not the host's, and the engine reads device ids as host numbers; so
+    indices are sent as GPU UUIDs, which mean the same everywhere (``uuids``
+    maps them; NVML by default, the indices stay when NVML is absent).
+    Inside the runner container the toolkit exposes only the requested GPUs,
+    numbered from 0, so CUDA_VISIBLE_DEVICES is renumbered; an empty value (a
+    CPU job) means no device request at all.
     """
     from docker.types import DeviceRequest
 
@@ -113,8 +119,32 @@ def gpu_request(env: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
     if visible == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])], {}
     ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if all(i.isdigit() for i in ids):
+        ids = (uuids or _nvml_uuids)(ids) or ids
     inside = ",".join(str(i) for i in range(len(ids)))
     return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])], {"CUDA_VISIBLE_DEVICES": inside}
+
+
+def _nvml_uuids(indices: list[str]) -> list[str] | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library: keep the indices
+        return None
+    try:
+        out = []
+        for index in indices:
+            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(int(index)))
+            out.append(uuid.decode() if isinstance(uuid, bytes) else str(uuid))
+        return out
+    except Exception:  # noqa: BLE001 - an index NVML does not know: let the engine say so
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def frameworks_from_label(label: str) -> dict[str, str]:
@@ -412,13 +442,19 @@ class DockerExecutor(Executor):
 
 def _container_id_from_mountinfo() -> str | None:
     """The id of the container this process runs in, if any: the engine bind
-    mounts /etc/hostname etc. from /var/lib/docker/containers/<id>/."""
+    mounts the container's /etc/hostname from .../containers/<id>/hostname.
+
+    Only that mount point counts: on the engine's own host, every process's
+    mountinfo also lists other containers' mounts (their /dev/shm), which must
+    not be mistaken for our own container."""
     try:
         with open("/proc/self/mountinfo") as fh:
             for line in fh:
-                found = _CONTAINER_ID_RE.search(line)
-                if found:
-                    return found.group(1)
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/etc/hostname":
+                    found = _CONTAINER_ID_RE.search(fields[3] + "/")
+                    if found:
+                        return found.group(1)
     except OSError:
         pass
     return None

@@ -27,7 +27,7 @@ from agent.jobrun import JobRun
 from agent.validation import Rejection
 from schemas import Backend, JobSpec, JobState
 from tests.helpers import sleep_job
-from tests.images.fixtures import docker_client, jax_image  # noqa: F401 - fixtures
+from tests.images.fixtures import agent_image, docker_client, jax_image  # noqa: F401 - fixtures
 
 
 # -- rules, no engine needed --------------------------------------------------------------
@@ -60,9 +60,14 @@ def test_check_job_image_rejects_with_the_backend_field() -> None:
 def test_gpu_request_renumbers_inside_the_container() -> None:
     assert gpu_request({"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}) == ([], {})
     assert gpu_request({}) == ([], {})
-    [req], env = gpu_request({"CUDA_VISIBLE_DEVICES": "1,3"})
+    [req], env = gpu_request({"CUDA_VISIBLE_DEVICES": "1,3"}, uuids=lambda ids: None)  # no NVML: indices
     assert req["DeviceIDs"] == ["1", "3"] and req["Capabilities"] == [["gpu"]]
     assert env == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    # with NVML, indices as the agent sees them become UUIDs, which the engine reads the same way
+    [req], env = gpu_request({"CUDA_VISIBLE_DEVICES": "0,1"}, uuids=lambda ids: [f"GPU-{i}" for i in ids])
+    assert req["DeviceIDs"] == ["GPU-0", "GPU-1"] and env == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    [req], _ = gpu_request({"CUDA_VISIBLE_DEVICES": "GPU-abc"})
+    assert req["DeviceIDs"] == ["GPU-abc"]
     [req], env = gpu_request({"CUDA_VISIBLE_DEVICES": "all"})
     assert req["Count"] == -1 and env == {}
 
@@ -206,3 +211,22 @@ def test_remove_stale_runners(docker_client, jax_image, tmp_path) -> None:  # no
     assert _executor(jax_image.tag, tmp_path).remove_stale_runners() == 1
     assert not docker_client.containers.list(all=True, filters={"id": proc.container_id})
     assert os.path.isdir(tmp_path / "state" / "jobs")
+
+
+@pytest.mark.docker
+def test_finds_its_own_container(docker_client, agent_image) -> None:  # noqa: F811
+    """Inside a container the executor finds that container's id (for path
+    translation); on the engine's host, other containers' mounts do not fool it."""
+    from agent.docker_executor import _container_id_from_mountinfo
+
+    if not Path("/.dockerenv").exists():
+        assert _container_id_from_mountinfo() is None
+    container = docker_client.containers.run(
+        agent_image.tag, entrypoint=["python", "-c", "from agent.docker_executor import "
+                                     "_container_id_from_mountinfo as f; print(f())"],
+        network_mode="host", detach=True)
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 0
+        assert container.logs().decode().strip() == container.id
+    finally:
+        container.remove(force=True)
