@@ -147,12 +147,13 @@ def check_training_protocol(run: RunnerRun, job: dict[str, Any], source: str = "
     result = run.one("result")
     assert result["global_batch_size"] == wl["batch_size"]
     assert result["data_source"] == source
-    runs = [RunResult.model_validate(r, strict=False) for r in result["runs"]]
+    runs = [RunResult.model_validate(raw, strict=False) for raw in result["runs"]]
     assert len(runs) == repeats
-    for r in runs:
-        measured = (wl["epochs"] - job["warmup_epochs"]) * batches * wl["batch_size"]
-        assert r.throughput.images == measured
-        assert r.throughput.window_img_per_s > 0 and r.throughput.n_batches == measured // wl["batch_size"]
+    measured = (wl["epochs"] - job["warmup_epochs"]) * batches * wl["batch_size"]
+    for one_run in runs:
+        assert one_run.throughput.images == measured
+        assert one_run.throughput.window_img_per_s > 0
+        assert one_run.throughput.n_batches == measured // wl["batch_size"]
     knobs = result["knobs"]
     assert knobs["image_data_format"] == (job["data_format"] or DEFAULT_FORMAT[job["backend"]])
     assert knobs["dtype_policy"] == "float32" and knobs["memory"]
