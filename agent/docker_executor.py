@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 JOB_MOUNT = "/edgebench/job"
 DATASET_MOUNT = "/edgebench/datasets"
+RUNNER_PATH = "/opt/edgebench"  # where the images put the runner package (images/*/Dockerfile*)
 # Set by `controller deploy` on the agent container: its own name, for path translation.
 SELF_CONTAINER_ENV = "EDGEBENCH_AGENT_CONTAINER"
 ROLE_LABEL = "edgebench.role"
@@ -351,6 +352,8 @@ class DockerExecutor(Executor):
 
         device_requests, gpu_env = gpu_request(env)
         container_env = {**self.cfg.env, **env, **gpu_env, "PYTHONUNBUFFERED": "1"}
+        if "PYTHONPATH" in container_env:  # the image's runner package must stay first
+            container_env["PYTHONPATH"] = f"{RUNNER_PATH}:{container_env['PYTHONPATH']}"
         mounts = [Mount(JOB_MOUNT, self.host_path(job_dir), type="bind", read_only=True)]
         if dataset_root.is_dir():
             mounts.append(Mount(DATASET_MOUNT, self.host_path(dataset_root), type="bind", read_only=True))

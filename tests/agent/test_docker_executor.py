@@ -108,7 +108,8 @@ def test_probe_reads_the_image_labels(jax_image, tmp_path) -> None:  # noqa: F81
 def test_sleep_job_through_jobrun(jax_image, tmp_path) -> None:  # noqa: F811
     """The agent's own job path (JobRun) with the runner in a container."""
     job = sleep_job("j-docker-sleep", epochs=2, steps=5)
-    ex = _executor(jax_image.tag, tmp_path)
+    # a backend's own PYTHONPATH goes after the image's runner package
+    ex = _executor(jax_image.tag, tmp_path, env={"PYTHONPATH": "/opt/site-extra"})
     run = JobRun(job=job, attempt=1, device_id="box", executor=ex, job_dir=tmp_path / "state" / "jobs" / "j-1",
                  dataset_root=tmp_path / "no-datasets", fingerprint=lambda libs: _fingerprint(libs),
                  on_progress=lambda p: None, env={"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
