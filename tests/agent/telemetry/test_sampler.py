@@ -96,7 +96,8 @@ def test_process_tree_includes_grandchildren() -> None:
         time.sleep(0.6)
         sample = meter.sample(time.time())
         assert proc.pid in sample.pids and len(sample.pids) >= 2
-        assert sample.cpu_pct is not None and sample.cpu_pct > 30  # the grandchild's loop
+        # the grandchild's busy loop (> 10 %: a loaded 2-core CI machine gives it less than a core)
+        assert sample.cpu_pct is not None and sample.cpu_pct > 10
         assert sample.rss_bytes is not None and sample.rss_bytes > 0
     finally:
         proc.wait(timeout=10)
@@ -167,7 +168,9 @@ def test_no_window_means_no_summary(busy_child: subprocess.Popen[str]) -> None:
 
 @pytest.mark.parametrize("path", nvml_traces()[:1], ids=lambda p: p.name)
 def test_sampler_with_replayed_nvml_and_gpu_filter(path: Path, busy_child: subprocess.Popen[str]) -> None:
-    sampler = Sampler(ReplayTelemetry(path), interval_s=0.02, gpu_indices=[0])
+    replay = ReplayTelemetry(path)
+    index = replay.trace.ticks[0].raw["devices"][0]["index"]  # a trace may hold only the job's GPU
+    sampler = Sampler(replay, interval_s=0.02, gpu_indices=[index])
     sampler.start(busy_child.pid)
     t0 = time.time()
     sampler.mark_window("begin", t0)
@@ -176,11 +179,11 @@ def test_sampler_with_replayed_nvml_and_gpu_filter(path: Path, busy_child: subpr
     report = sampler.stop(window_images=100, measured_epochs=1, memory_policy="default")
     s = report.summary
     assert s is not None and s.source == "nvml"
-    assert [g.index for g in s.gpus] == [0]
-    assert s.gpus[0].name == sampler.telemetry.inventory()[0].name
+    assert [g.index for g in s.gpus] == [index]
+    assert s.gpus[0].name == {g.index: g for g in sampler.telemetry.inventory()}[index].name
     assert s.gpus[0].power_w is not None and s.energy_j is not None and s.energy_j > 0
     latest = sampler.latest()
-    assert latest is not None and [g.index for g in latest.gpus] == [0]
+    assert latest is not None and [g.index for g in latest.gpus] == [index]
 
 
 def test_bad_interval() -> None:
