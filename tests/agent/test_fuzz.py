@@ -382,3 +382,39 @@ def test_the_agent_still_answers_at_once_afterwards(fuzz_agent: FuzzAgent) -> No
     fuzz_agent.send(encode(Envelope(sender="controller", body=sleep_job("after-the-storm"))))
     fuzz_agent.check("after the storm", t0, timeout_s=5)
 
+
+
+def test_no_job_field_can_name_a_path() -> None:
+    """A job selects from catalogues; it never carries a free path. Every
+    string a job (or a cancel) can hold is an enum/constant, or an identifier
+    whose alphabet has no '/' and which cannot start with '.' (so no '..' path
+    step, no absolute path: job ids become directory names on the agent)."""
+    import re
+
+    from schemas.base import Identifier
+
+    [pattern] = [m.pattern for m in Identifier.__metadata__ if hasattr(m, "pattern")]  # type: ignore[attr-defined]
+    assert not re.fullmatch(pattern, "../x") and not re.fullmatch(pattern, ".x") and not re.fullmatch(pattern, "a/b")
+
+    def strings(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if isinstance(node, dict):
+            if node.get("type") == "string":
+                yield where, node
+            for key, value in node.items():
+                yield from strings(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from strings(value, f"{where}[{i}]")
+
+    free = []
+    checked = 0
+    for model in (JobSpec, CancelRequest):
+        for where, node in strings(model.model_json_schema(), model.__name__):
+            checked += 1
+            if "enum" in node or "const" in node or node.get("pattern") == pattern:
+                continue
+            if where == "CancelRequest.properties.reason":
+                continue  # free text, echoed in the CANCELED event, never used as a name
+            free.append(where)
+    assert checked >= 12  # job_id, sweep_id, tags, backend, model, dataset, ...
+    assert free == [], f"string fields a job could use to name a path: {free}"
