@@ -45,6 +45,8 @@ from schemas.envelope import DecodeError, decode, encode
 
 log = logging.getLogger(__name__)
 
+_WAKE = ("", 0)  # put on the work queue to wake a worker when stopping
+
 
 class Agent:
     def __init__(self, cfg: AgentConfig):
@@ -168,7 +170,10 @@ class Agent:
                         self.client.publish(self.status_topic, self._status_payload(True), retain=True)
                         next_status = time.monotonic() + self.cfg.status_interval_s
                 try:
-                    msg = self.client.messages.get(timeout=0.2)
+                    # 1 s: how late a status change or a stop may be noticed. Each
+                    # wake-up costs the GIL; hundreds of agents in one process
+                    # (benchmarks/fleet_scale.py) spent their CPU waking up.
+                    msg = self.client.messages.get(timeout=1.0)
                 except queue.Empty:
                     continue
                 try:
@@ -190,9 +195,11 @@ class Agent:
         for run in running:
             run.cancel("agent stopping")
         deadline = time.monotonic() + 5
-        for t in threads:
-            if t.name.startswith("agent-worker"):
-                t.join(max(0.0, deadline - time.monotonic()))
+        workers = [t for t in threads if t.name.startswith("agent-worker")]
+        for _ in workers:
+            self._work.put(_WAKE)  # they block on the queue
+        for t in workers:
+            t.join(max(0.0, deadline - time.monotonic()))
         # give the outbox a moment to drain, then say goodbye (no last will)
         while self.store.outbox_size() and self.client.connected and time.monotonic() < deadline:
             self._outbox_wake.set()
@@ -201,6 +208,11 @@ class Agent:
             self.client.publish_and_wait(self.status_topic, self._status_payload(False), retain=True,
                                          timeout_s=2)
         self.client.close()
+        # the publisher sees the closed connection and returns; only then close its store
+        self._outbox_wake.set()
+        for t in threads:
+            if t.name == "agent-outbox":
+                t.join(2)
         self.store.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
@@ -208,6 +220,13 @@ class Agent:
 
     def _recover(self) -> None:
         """After a restart: interrupted jobs are reported, queued ones resume."""
+        for executor in self.executors.values():
+            remove = getattr(executor, "remove_stale_runners", None)  # docker: exited runner containers
+            if remove is not None:
+                try:
+                    remove()
+                except Exception:  # noqa: BLE001 - a cleanup problem must not stop the agent
+                    log.exception("could not remove stale runner containers")
         for job in self.store.jobs_in_state(JobState.IN_PROGRESS.value):
             if kill_orphaned_runner(self._job_dir(job.job_id, job.attempt)):
                 log.warning("killed the runner of interrupted job %s, left over from before", job.job_id)
@@ -319,10 +338,9 @@ class Agent:
     # -- worker -------------------------------------------------------------------------
     def _worker(self) -> None:
         while not self._stop.is_set():
-            try:
-                job_id, attempt = self._work.get(timeout=0.2)
-            except queue.Empty:
-                continue
+            job_id, attempt = self._work.get()  # _shutdown wakes us with _WAKE
+            if self._stop.is_set():
+                return  # a queued job stays QUEUED and resumes after a restart
             if self.store.get_state(job_id, attempt) != JobState.QUEUED.value:
                 continue  # canceled while queued
             [stored] = [j for j in self.store.jobs_in_state(JobState.QUEUED.value)
@@ -404,7 +422,8 @@ class Agent:
     def _publisher(self) -> None:
         inflight: dict[int, int] = {}  # paho mid -> outbox row id
         while True:
-            self._outbox_wake.wait(0.5)
+            # Woken by every enqueue, ack and (re)connection; the timeout is only a safety net.
+            self._outbox_wake.wait(5.0)
             self._outbox_wake.clear()
             while True:
                 try:

@@ -212,7 +212,9 @@ def make_executor(cfg: BackendConfig, runner_home: Path, allowlist: list[str]) -
     reason, and rejects its jobs naming ``backend``)."""
     if isinstance(cfg, LocalBackend):
         return LocalExecutor(cfg, runner_home)
-    if cfg.image not in allowlist:
+    from agent.docker_executor import image_allowed  # importable without the docker package
+
+    if not image_allowed(cfg.image, allowlist):
         # checked here too, not only inside the docker executor: a config
         # mistake must never start an image the operator did not allow
         raise ExecutorError(f"image {cfg.image!r} is not in image_allowlist")

@@ -233,6 +233,14 @@ class JobRun:
             return knobs.get("memory")
         return None
 
+    def _fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
+        fp = self.fingerprint(libraries)
+        image = getattr(self._proc, "container_image", None)
+        if image:  # the docker executor: which image, and exactly which build of it
+            fp = fp.model_copy(update={"container_image": image,
+                                       "container_digest": getattr(self._proc, "container_digest", None)})
+        return fp
+
     def _build_result(self, state: _RunnerState, started_at: datetime,
                       report: SamplerReport | None) -> Result:
         assert state.result is not None
@@ -270,7 +278,7 @@ class JobRun:
             knobs={str(k): str(v) for k, v in (raw.get("knobs") or {}).items()},
             telemetry=report.summary if report else None,
             timeseries=report.timeseries if report else None,
-            fingerprint=self.fingerprint(state.libraries),
+            fingerprint=self._fingerprint(state.libraries),
             job=job,
             started_at=started_at,
             finished_at=datetime.now(timezone.utc),

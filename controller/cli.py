@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from controller.commands import broker, demo, devices, dispatch, jobs, report, results, schema, workloads
+from controller.commands import (
+    broker,
+    demo,
+    deploy,
+    devices,
+    dispatch,
+    images,
+    jobs,
+    report,
+    results,
+    schema,
+    workloads,
+)
 from controller.commands._options import fail
 from controller.config import ControllerConfig
 
@@ -40,6 +52,8 @@ app.command()(demo.demo)
 app.command()(broker.broker)
 app.add_typer(results.app, name="results")
 app.add_typer(schema.app, name="schema")
+app.add_typer(images.app, name="images")
+app.command("deploy")(deploy.deploy_cmd)
 
 
 def main() -> None:
