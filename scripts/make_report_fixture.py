@@ -259,6 +259,9 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, action="append", default=[],
                         help="Instead of running: copy these SQLite stores into --store.")
     args = parser.parse_args()
+    # stop the agents and the broker on SIGTERM/SIGINT too (a background job ignores SIGINT)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     profile = PROFILES[args.profile]
     store_url = args.store or profile.default_store
     if args.merge:

@@ -189,7 +189,7 @@ def figure4(section: DeviceSection) -> str:
     labelled as such: GPU utilisation does not apply there.
     """
     rows = section.pivot
-    groups = [f"{f.short_workload(r.workload, r.mode)}\n{f.pivot_label(r)}" for r in rows]
+    groups = [f"{f.short_workload(r.workload, r.mode)}\n{f.chart_config_label(r)}" for r in rows]
     backends = section.backends
     cpu_only = all(c.cpu_only for c in section.cells)
 
@@ -217,7 +217,7 @@ def figure4(section: DeviceSection) -> str:
         return c.cpu_pct if cpu_only else (None if c.cpu_only else c.gpu_util_pct)
 
     with _style(f"fig4-{section.device.device_id}"):
-        fig = _figure(_width(4.0 + 2 * 0.32 * len(groups) * max(2, len(backends))), 3.4)
+        fig = _figure(_width(1.5 + 2 * len(groups) * max(1.3, 0.35 * len(backends))), 3.4)
         left, right = fig.subplots(1, 2)
         _grouped_bars(left, groups, backends, rate, log=True, label_fmt=_rate_label, err=sd, na_text="",
                       fail=failed)
@@ -322,9 +322,9 @@ def scaling_chart(table: ScalingTable) -> str:
         return to_svg(fig, f"scaling of {table.backend} on {table.device_id}")
 
 
-def _shade_windows(ax: Axes, ts: TimeSeries) -> None:
+def _shade_windows(ax: Axes, ts: TimeSeries, label: bool) -> None:
     for i, (b, e) in enumerate(ts.windows or ([ts.window] if ts.window else [])):
-        ax.axvspan(b, e, color=WINDOW, zorder=0, label="measured window" if i == 0 else None)
+        ax.axvspan(b, e, color=WINDOW, zorder=0, label="measured window" if label and i == 0 else None)
 
 
 def _series(ts: TimeSeries, name: str) -> tuple[list[float], list[float]] | None:
@@ -346,8 +346,8 @@ def timeseries_chart(cell: Cell, ts: TimeSeries) -> str:
     with _style(f"ts-{cell.job_id}"):
         fig = _figure(12.0, 6.0)
         axes = fig.subplots(3, 1, sharex=True)
-        for ax in axes:
-            _shade_windows(ax, ts)
+        for k, ax in enumerate(axes):
+            _shade_windows(ax, ts, label=k == 0)
         util_ax, mem_ax, power_ax = axes
         if gpu_cols:
             for i in gpu_cols:

@@ -274,6 +274,16 @@ def short_workload(workload: str, mode: str) -> str:
     return text if mode == "train" else f"{text} ({mode})"
 
 
+def chart_config_label(row: PivotRow) -> str:
+    """pivot_label, compact enough for a chart's axis."""
+    text = f"bs {row.batch_size}"
+    if row.precision != "fp32":
+        text += f" {row.precision}"
+    if row.gpus > 1:
+        text += f" {row.gpus}×GPU"
+    return text
+
+
 def pivot_label(row: PivotRow) -> str:
     text = f"bs {row.batch_size}"
     if row.precision != "fp32":

@@ -51,6 +51,7 @@ tbody tr:hover td { background: #f8fafc; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.flags { white-space: normal; min-width: 130px; }
 table.wrap td { white-space: normal; }
+table.detail th, table.detail td { padding: 5px 7px; font-size: 12.5px; }
 td.win { background: var(--win-bg); font-weight: 650; }
 .oom, .fail { display: inline-block; color: var(--bad); background: var(--bad-bg); border-radius: 4px;
               padding: 0 6px; font-weight: 650; font-size: 12px; }
@@ -61,6 +62,9 @@ td.win { background: var(--win-bg); font-weight: 650; }
 .muted { color: var(--muted); }
 ul.notes { margin: 6px 0 0; padding-left: 20px; color: #424a53; font-size: 13px; }
 figure { margin: 14px 0 6px; }
+.pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 28px; align-items: start; }
+.pair figure { margin-top: 8px; }
+@media (max-width: 900px) { .pair { grid-template-columns: minmax(0, 1fr); } }
 figure svg.chart { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 .device-meta { color: var(--muted); margin: 2px 0 8px; }
@@ -134,7 +138,8 @@ def _detail_table(cells: list[Cell]) -> str:
     head = "".join(f'<th class="num">{_e(c.header)}</th>' if c.numeric else f"<th>{_e(c.header)}</th>"
                    for c in columns)
     body = "".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (f'<div class="scroll"><table class="detail"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
 
 
 def _figure(svg: str, caption: str) -> str:
@@ -282,9 +287,10 @@ def _scaling(report: Report, toc: list[tuple[str, str]]) -> str:
     for sc in tables:
         rows = [f.scaling_cells(r) for r in sc.rows]
         out.append(f"<h3>{_e(sc.device_id)} · {_e(f.section_title(sc.workload, sc.mode))} · {_e(sc.backend)} · "
-                   f"bs {sc.batch_size} · {_e(sc.precision)}</h3>"
-                   + _table(f.scaling_header(), rows, [True] * 4)
-                   + _figure(charts.scaling_chart(sc), "measured img/s against linear scaling from the base"))
+                   f"bs {sc.batch_size} per GPU · {_e(sc.precision)}</h3>"
+                   f'<div class="pair"><div>{_table(f.scaling_header(), rows, [True] * 4)}</div>'
+                   + _figure(charts.scaling_chart(sc), "measured img/s against linear scaling from the base")
+                   + "</div>")
     out.append("</section>")
     return "".join(out)
 

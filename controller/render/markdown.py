@@ -68,7 +68,7 @@ def render_markdown(report: Report) -> str:
                 "(N / base × img/s(base)), base = the smallest GPU count measured.", ""]
         for sc in scaling:
             out += [f"### {sc.device_id} · {f.section_title(sc.workload, sc.mode)} · {sc.backend} · "
-                    f"bs {sc.batch_size} · {sc.precision}", "",
+                    f"bs {sc.batch_size} per GPU · {sc.precision}", "",
                     md_table(f.scaling_header(), [f.scaling_cells(r) for r in sc.rows], [True] * 4), ""]
 
     used = sorted({flag for c in report.cells for flag in c.flags})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -15,11 +17,20 @@ def fmt_rate(value: float | None, std: float | None = None) -> str:
     return f.fmt_rate(value, std)
 
 
+# Below this console width (a pipe gets 80 columns) the wide tables keep their essentials.
+WIDE = 160
+NARROW_MACHINE = {"device", "CPU", "cores", "RAM", "GPU"}
+NARROW_HEADERS = {"img_per_s_sd": "±", "ratio": "×", "gpu_util_pct": "util%", "power_w": "W", "cpu_pct": "CPU%",
+                  "batch_size": "bs"}
+NARROW_DETAIL = {"workload", "backend", "batch_size", "gpus", "img_per_s", "img_per_s_sd", "ratio", "flags"}
+
+
 def _table(title: str, headers: list[str], numeric: list[bool] | None = None) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", header_style="bold cyan")
     for i, h in enumerate(headers):
         right = numeric[i] if numeric else False
-        table.add_column(h, justify="right" if right else "left", no_wrap=right)
+        # names (backends, devices) stay whole; long labels wrap
+        table.add_column(h, justify="right" if right else "left", no_wrap=right or h in ("backend", "device"))
     return table
 
 
@@ -31,9 +42,11 @@ def render_terminal(report: Report, console: Console) -> None:
     console.print(f"[dim]generated {report.generated_at:%Y-%m-%d %H:%M} UTC · baseline {report.baseline or '-'} · "
                   f"{len(report.cells)} results on {len(report.devices)} device(s)[/dim]", highlight=False)
 
-    machines = _table("Machines", f.MACHINE_HEADERS)
+    narrow = console.width < WIDE
+    keep = [i for i, h in enumerate(f.MACHINE_HEADERS) if not narrow or h in NARROW_MACHINE]
+    machines = _table("Machines", [f.MACHINE_HEADERS[i] for i in keep])
     for machine in f.machine_rows(report):
-        machines.add_row(*machine)
+        machines.add_row(*[machine[i] for i in keep])
     console.print(machines)
 
     for fleet in report.fleet_tables():
@@ -68,6 +81,11 @@ def render_terminal(report: Report, console: Console) -> None:
             pivot.add_row(f.section_title(row.workload, row.mode), f.pivot_label(row), *texts)
         console.print(pivot)
         columns = f.detail_columns(section.cells)
+        if narrow:  # the essentials; GPU columns only where a GPU result exists (else they all read n/a)
+            has_gpu = not all(c.cpu_only for c in section.cells)
+            wanted = NARROW_DETAIL | ({"gpu_util_pct", "power_w", "energy_j_per_img"} if has_gpu else {"cpu_pct"})
+            columns = [dataclasses.replace(c, header=NARROW_HEADERS.get(c.key, c.header)) for c in columns
+                       if c.key in wanted]
         detail = _table(f"{d.device_id} · details (× baseline = × {report.baseline})",
                         [c.header for c in columns], [c.numeric for c in columns])
         for cell in section.cells:
@@ -77,7 +95,7 @@ def render_terminal(report: Report, console: Console) -> None:
 
     for sc in report.scaling_tables():
         table = _table(f"Scaling · {sc.device_id} · {sc.workload} · {sc.backend} · bs {sc.batch_size} "
-                       f"({sc.precision}); efficiency = img/s(N) / (N × img/s(1))", f.scaling_header(),
+                       f"per GPU ({sc.precision}); efficiency = img/s(N) / (N × img/s(1))", f.scaling_header(),
                        [True, True, True, True])
         for srow in sc.rows:
             table.add_row(*f.scaling_cells(srow))

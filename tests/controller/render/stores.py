@@ -9,6 +9,11 @@
   telemetry and time series, and one real CUDA out-of-memory (torch, ResNet-50
   bs 512 capped at 2 % of the card).
 
+- tests/fixtures/report_store_scaling.sqlite: a copy of
+  docs/results/h200-2026-11-28/results-scaling.db (another engineer's run on a
+  4x H200 machine): ImageNet ResNet-50 bs 256 per GPU, bf16, on 1, 2 and 4 GPUs
+  with native torch DDP and Keras-JAX DataParallel.
+
 Tests open copies, never the fixtures themselves (SQLite writes WAL files
 next to a store it opens).
 """
@@ -25,6 +30,7 @@ from controller.store import ResultStore
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CPU_STORE = FIXTURES / "report_store.sqlite"
 GPU_STORE = FIXTURES / "report_store_gpu.sqlite"
+SCALING_STORE = FIXTURES / "report_store_scaling.sqlite"
 CPU_DEVICES = ("cpu-1core", "cpu-2core")
 BACKENDS = ("keras-jax", "keras-torch", "torch")
 
@@ -40,13 +46,14 @@ def _merge(target_url: str, sources: list[Path]) -> None:
     module.merge(target_url, sources)
 
 
-def copy_store(tmp: Path, gpu: bool = False, cpu: bool = True) -> ResultStore:
-    """A private copy of the CPU store, the GPU store, or both merged into one."""
-    path = tmp / f"report-{'cpu' if cpu else ''}{'gpu' if gpu else ''}.sqlite"
-    first = CPU_STORE if cpu else GPU_STORE
-    shutil.copy(first, path)
+def copy_store(tmp: Path, gpu: bool = False, cpu: bool = True, scaling: bool = False) -> ResultStore:
+    """A private copy of the chosen recorded stores, merged into one."""
+    chosen = [p for p, want in ((CPU_STORE, cpu), (GPU_STORE, gpu), (SCALING_STORE, scaling)) if want]
+    path = tmp / ("report-" + "-".join(p.stem.removeprefix("report_store").strip("_") or "cpu" for p in chosen)
+                  + ".sqlite")
+    shutil.copy(chosen[0], path)
     path.chmod(0o644)
     url = f"sqlite:///{path}"
-    if cpu and gpu:
-        _merge(url, [GPU_STORE])
+    if len(chosen) > 1:
+        _merge(url, chosen[1:])
     return ResultStore(url)
