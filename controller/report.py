@@ -149,8 +149,11 @@ def job_tags(store: ResultStore, rows: list[ResultRow]) -> dict[tuple[str, str],
 
 def select(store: ResultStore, selection: Selection) -> tuple[list[ResultRow], dict[str, AgentStatus]]:
     """The stored results a selection covers, and the statuses of the devices they ran on."""
+    # single values go to SQL; lists and tags are filtered here
     rows = store.results(sweep_id=selection.sweep, model=selection.model, since=selection.since,
-                         until=selection.until)
+                         until=selection.until,
+                         device_id=selection.devices[0] if len(selection.devices) == 1 else None,
+                         backend=selection.backends[0] if len(selection.backends) == 1 else None)
     statuses = {s.device_id: s for s in store.devices()}
     if selection.devices:
         rows = [r for r in rows if r.device_id in selection.devices]
