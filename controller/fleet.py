@@ -63,8 +63,14 @@ class FleetClient:
         settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
                                            ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
         self.collector = collector
-        self.client = MqttClient(settings, client_id, manual_ack=True,
-                                 persistent_session_s=7 * 24 * 3600 if collector else self.SESSION_S)
+        if collector:
+            session_s: int | None = 7 * 24 * 3600
+        else:
+            # MQTT 3.1.1 cannot end a session on close nor let it expire: there a
+            # short-lived client keeps a clean session (and may miss events
+            # across a broker restart; collectors do not)
+            session_s = self.SESSION_S if settings.protocol == 5 else None
+        self.client = MqttClient(settings, client_id, manual_ack=True, persistent_session_s=session_s)
         self._signer = None
         if cfg.signing_key is not None:
             from edgebench.signing import load_private_key
