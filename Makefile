@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,keras-jax,keras-torch,torch,docker,postgres,report]" "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev,keras-jax,keras-torch,torch,docker,postgres,report,parquet]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

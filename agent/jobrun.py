@@ -150,7 +150,8 @@ class JobRun:
             rc = -9
         report = None
         if self.sampler is not None and proc.pid is not None:
-            images = int(state.result["runs"][0]["throughput"]["images"]) if state.result else 0
+            # the sampler sums energy over every repeat's window: divide by every repeat's images
+            images = sum(int(r["throughput"]["images"]) for r in state.result["runs"]) if state.result else 0
             report = self.sampler.stop(images, state.measured_epochs, self._memory_policy(state))
         tail = proc.stderr_tail()
         if ended is not None:
@@ -214,8 +215,8 @@ class JobRun:
                             epochs=epochs, repeat=int(msg.get("repeat", 1)),
                             img_per_s=_num(msg.get("img_per_s")), loss=_num(msg.get("loss")))
         elif kind == "epoch":
-            if not msg.get("warmup") and int(msg.get("repeat", 1)) == 1:
-                state.measured_epochs += 1
+            if not msg.get("warmup"):
+                state.measured_epochs += 1  # every repeat's: energy is summed over all windows
             return Progress(phase="warmup" if msg.get("warmup") else "measure",
                             epoch=int(msg.get("epoch", 0)), epochs=epochs,
                             repeat=int(msg.get("repeat", 1)),
