@@ -68,6 +68,7 @@ class Mosquitto:
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
+            "set_tcp_nodelay true\n"  # as deploy/mosquitto: no Nagle stall on small QoS 1 messages
         )
         log = (self.workdir / "mosquitto.log").open("ab")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
