@@ -117,7 +117,7 @@ class ImageFolderStream(object):
     """An endless, seeded, shuffled stream of decoded batches from one train folder."""
 
     def __init__(self, root, batch_size, size=None, seed=0, samples=None, workers=None,
-                 prefetch_batches=None, channels_first=False, transform=None):
+                 prefetch_batches=None, channels_first=False, transform=None, rank=0, world_size=1):
         self.paths, self.labels, self.classes = list_files(root)
         self.batch_size = int(batch_size)
         self.size = int(size or DATASETS["imagenet"]["shape"][0])
@@ -126,6 +126,12 @@ class ImageFolderStream(object):
         random.Random(seed).shuffle(order)
         if samples:
             order = order[:samples]  # first N of the shuffled list: every class can appear
+        self.total_samples = len(order)
+        # data-parallel ranks stream disjoint shards of the same shuffled list
+        order = order[rank::world_size]
+        if not order:
+            raise DataMissing("%s holds %d images, fewer than the %d data-parallel processes"
+                              % (train_dir(root), self.total_samples, world_size))
         self.order = order
         self.workers = int(workers or default_workers())
         # Enough batches in flight to keep every worker busy, and no more: at
@@ -138,6 +144,7 @@ class ImageFolderStream(object):
         self._pending = collections.deque()
 
     def __len__(self):
+        """Images this process streams per pass (its shard)."""
         return len(self.order)
 
     def describe(self):

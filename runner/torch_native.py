@@ -320,12 +320,13 @@ def _load_data(torch, spec, dataset_root, placement, memory_format, infer):
     wl = spec["workload"]
     bs = wl["batch_size"]
     if datasets.is_streamed(wl["dataset"], wl.get("synthetic", False)):
-        stream = imagenet.ImageFolderStream(dataset_root, bs, samples=wl.get("samples"))
+        stream = imagenet.ImageFolderStream(dataset_root, bs, samples=wl.get("samples"),
+                                            rank=placement.rank, world_size=placement.world_size)
         if infer:
             # decoded up front so that latency is the model's alone
             x, y = imagenet.infer_arrays(stream, wl.get("samples"))
             return InMemory(torch, placement, x, y, bs, memory_format), "real", len(x)
-        return Streamed(torch, placement, stream, memory_format), "real", len(stream)
+        return Streamed(torch, placement, stream, memory_format), "real", stream.total_samples
     x, y, source = datasets.load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
     if len(x) < bs:
         raise Unsupported("workload.batch_size %d exceeds the %d samples available" % (bs, len(x)))

@@ -75,6 +75,14 @@ def test_samples_caps_the_stream_and_take(tiny_root: Path) -> None:
     assert x.shape == (4, 224, 224, 3) and y.shape == (4,)
 
 
+def test_data_parallel_ranks_stream_disjoint_shards(tiny_root: Path) -> None:
+    shards = [imagenet.ImageFolderStream(str(tiny_root), 2, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(s) for s in shards] == [5, 4] and all(s.total_samples == 9 for s in shards)
+    assert sorted(shards[0].order + shards[1].order) == list(range(9))
+    with pytest.raises(DataMissing, match="fewer than the 10"):
+        imagenet.ImageFolderStream(str(tiny_root), 2, rank=9, world_size=10)
+
+
 def test_missing_folder_names_the_expected_path(tmp_path: Path) -> None:
     with pytest.raises(DataMissing) as info:
         imagenet.ImageFolderStream(str(tmp_path), batch_size=2)
