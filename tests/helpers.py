@@ -13,7 +13,7 @@ from schemas import AgentStatus, Envelope, JobEvent, JobSpec, topics
 from schemas.envelope import decode, encode
 
 
-def wait_online(fleet: FleetClient, *device_ids: str, timeout_s: float = 60,
+def wait_online(fleet: FleetClient, *device_ids: str, timeout_s: float = 180,
                 agents: Any = ()) -> dict[str, AgentStatus]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
