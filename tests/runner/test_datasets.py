@@ -37,7 +37,7 @@ def test_missing_dataset_names_the_expected_path(tmp_path) -> None:
 
 
 def test_synthetic_has_the_real_shapes_and_says_so(tmp_path) -> None:
-    x, y, source = load("cifar10", str(tmp_path), synthetic=True, samples=16)
+    x, _, source = load("cifar10", str(tmp_path), synthetic=True, samples=16)
     assert source == "synthetic" and x.shape == (16, 32, 32, 3) and x.dtype == np.float32
     x, _, _ = load("synthetic_imagenet", str(tmp_path), samples=2)
     assert x.shape == (2, 256, 256, 3) and x.max() > 1  # the study's 0-255 values
