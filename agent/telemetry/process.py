@@ -5,8 +5,9 @@ names (a container's processes, seen from the host). Listing descendants
 reads each member's /proc/<pid>/task/*/children on Linux; elsewhere psutil's
 ``children`` reads every process on the machine (about 15 us per process).
 Either way the tree is listed again only every ``rescan_s`` (1 s); in
-between, the known members are read directly (about 40 us each). A worker started mid-job is found within ``rescan_s`` and none
-of its CPU time is lost: a process new to the tree brings all its CPU time.
+between, the known members are read directly (about 40 us each). A worker
+started mid-job is found within ``rescan_s`` and none of its CPU time is
+lost: a process new to the tree brings all its CPU time.
 
 CPU percent comes from each process's CPU-time delta between ticks rather
 than ``psutil.Process.cpu_percent``, whose first call per process returns 0
