@@ -140,6 +140,10 @@ class LocalExecutor(Executor):
     kind = "local"
 
     def __init__(self, cfg: LocalBackend, runner_home: Path):
+        if os.sep in cfg.python and not os.path.isabs(cfg.python):
+            # a relative interpreter path means relative to where the agent started,
+            # not to the job directory the runner starts in
+            cfg = cfg.model_copy(update={"python": os.path.abspath(cfg.python)})
         self.cfg = cfg
         self.runner_home = runner_home
 
