@@ -15,6 +15,7 @@ terminal, Markdown, CSV, JSON and HTML outputs show the same numbers.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -247,10 +248,33 @@ def _cv(sd: float | None, mean: float | None) -> float | None:
     return sd / mean if sd is not None and mean else None
 
 
+def job_variant(r: ResultRow) -> str:
+    """Knobs the job set explicitly beyond precision (layout, compilation), as a label suffix.
+
+    Part of a cell's identity, so that a knob sweep's configurations are not
+    merged into one cell; shown beside the precision.
+    """
+    spec = None
+    if r.result_json:
+        try:
+            spec = json.loads(r.result_json).get("job")
+        except ValueError:
+            spec = None
+    if not spec:
+        return ""
+    parts = []
+    if spec.get("data_format"):
+        parts.append(str(spec["data_format"]))
+    if spec.get("compile") is not None:
+        parts.append("compiled" if spec["compile"] else "eager")
+    return "".join(f" · {p}" for p in parts)
+
+
 def make_cell(r: ResultRow, res: Result | None) -> Cell:
     base: dict[str, Any] = dict(
         device_id=r.device_id, workload=workload_label(r.model, r.dataset), model=r.model, dataset=r.dataset,
-        mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision, gpus=r.gpus or 0,
+        mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision + job_variant(r),
+        gpus=r.gpus or 0,
         outcome=r.outcome, job_id=r.job_id, finished_at=r.finished_at, reason=r.reason,
         cpu_only=(r.gpus or 0) == 0,
     )
@@ -609,7 +633,8 @@ def build_report(
     for r in sorted(rows, key=lambda r: (r.finished_at is None, r.finished_at)):
         if r.outcome in ("REJECTED", "CANCELED") or r.backend is None or r.model is None:
             continue
-        key = (r.device_id, r.model, r.dataset, r.mode, r.backend, r.batch_size, r.precision, r.gpus)
+        key = (r.device_id, r.model, r.dataset, r.mode, r.backend, r.batch_size, r.precision, r.gpus,
+               job_variant(r))
         latest[key] = r
     base_name = choose_baseline(list(latest.values()), baseline)
     parsed = {k: r.result() for k, r in latest.items()}

@@ -403,3 +403,19 @@ def test_empty_selection_renders_in_every_format(tmp_path: Path) -> None:
         out = _cli(store, "report", "--format", fmt)
         assert out.exit_code == 0, out.output
         assert expected in out.output
+
+
+def test_knob_variants_are_separate_cells() -> None:
+    """A knob sweep's configurations (layout, compilation) must not merge into one cell."""
+    from pathlib import Path
+
+    from controller.report import build_report
+    from controller.store import ResultStore
+
+    db = Path(__file__).resolve().parents[2] / "docs/results/h200-2026-11-28/results-study-knobs.db"
+    store = ResultStore(f"sqlite:///{db}")
+    report = build_report(store.results(sweep_id="h200-knobs-resnet50"), "torch")
+    torch_cells = {c.precision: c.img_per_s for c in report.cells if c.backend == "torch"}
+    assert len(torch_cells) == 4
+    assert round(torch_cells["bf16 · channels_last · compiled"]) == 6001
+    assert round(torch_cells["bf16 · channels_last · eager"]) == 3875
