@@ -41,14 +41,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgebench.broker import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -75,7 +73,7 @@ def machine() -> dict[str, Any]:
 class Broker:
     def __init__(self, workdir: Path, nodelay: bool = True):
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.port = _free_port()
+        self.port = free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                         "max_queued_messages 1000000\nmax_inflight_messages 0\nlog_dest none\n"

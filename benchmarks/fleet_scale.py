@@ -45,6 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgebench.broker import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -55,10 +57,6 @@ def _raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -121,7 +119,7 @@ def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 class Mosquitto:
     def __init__(self, workdir: Path):
-        self.port = _free_port()
+        self.port = free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                         "max_connections -1\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n")

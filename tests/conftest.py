@@ -21,16 +21,11 @@ from pathlib import Path
 import pytest
 
 from controller.config import ControllerConfig
+from edgebench.broker import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 # rich sizes tables from COLUMNS: keep CLI output in tests wide and untruncated
 os.environ.setdefault("COLUMNS", "200")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mosquitto_binary() -> str | None:

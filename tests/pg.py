@@ -16,13 +16,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgebench.broker import free_port
 
 
 class PgUnavailable(RuntimeError):
@@ -39,10 +40,6 @@ def pg_bindir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _server_user() -> str | None:
@@ -60,7 +57,7 @@ def _server_user() -> str | None:
 
 @dataclass
 class PgServer:
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     root: Path | None = None
     user: str | None = None
     superuser: str = "edgebench"
