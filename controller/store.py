@@ -7,7 +7,6 @@ stored once. Migrations are numbered and recorded in schema_migrations.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -358,7 +357,3 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
             img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s,
         )
     return values
-
-
-def json_dump(obj: Any) -> str:
-    return json.dumps(obj, default=str)
