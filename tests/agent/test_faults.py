@@ -124,7 +124,9 @@ def test_killed_runner_is_a_runner_crash(start_agent, watcher):
     wait_online(watcher.fc, "box1", agents=[agent])
     watcher.dispatch("box1", sleep_job("j-victim", epochs=2, steps=500), sleep_job("j-after"))
     watcher.wait_for("j-victim", JobState.IN_PROGRESS, 30, agent)
-    [runner] = [p for p in wait_runner_tree(agent, 1) if "runner" in " ".join(p.cmdline())]
+    # between fork and exec the child still shows the agent's command line: wait for the runner's
+    [runner] = wait_until(lambda: [p for p in wait_runner_tree(agent, 1) if "-m runner" in _cmdline(p)], 20,
+                          "the runner process")
     runner.send_signal(signal.SIGKILL)
     ev = watcher.wait_for("j-victim", TERMINAL, 30, agent)
     assert ev.state == JobState.FAILED and ev.error_type == ErrorType.RUNNER_CRASH, ev
@@ -254,3 +256,10 @@ def test_jobs_on_topics_the_agent_no_longer_serves_are_ignored(start_agent, priv
         finally:
             raw.close()
     assert "not one of this agent's job topics" in agent.log()
+
+
+def _cmdline(proc) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return " ".join(proc.cmdline())
+    except Exception:  # noqa: BLE001 - the process may be gone or not yet readable
+        return ""
