@@ -343,9 +343,10 @@ class Agent:
                 return  # a queued job stays QUEUED and resumes after a restart
             if self.store.get_state(job_id, attempt) != JobState.QUEUED.value:
                 continue  # canceled while queued
-            [stored] = [j for j in self.store.jobs_in_state(JobState.QUEUED.value)
-                        if j.job_id == job_id and j.attempt == attempt]
-            job = JobSpec.model_validate_json(stored.spec_json)
+            spec_json = self.store.get_spec(job_id, attempt)  # one row, not a scan of the queue
+            if spec_json is None:
+                continue
+            job = JobSpec.model_validate_json(spec_json)
             gpu_ids = self.gpu_pool.acquire(job.gpus, self._stop)
             if gpu_ids is None:
                 return  # stopping; the job stays QUEUED and resumes after a restart

@@ -10,6 +10,7 @@ import sys
 import psutil
 
 from agent.telemetry.base import Telemetry
+from agent.telemetry.jetson import device_tree_model
 from schemas import Fingerprint, GpuInfo
 
 # /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
@@ -26,14 +27,6 @@ def agent_version() -> str:
         return "0+unknown"
 
 
-def _device_tree_model() -> str:
-    try:
-        with open("/proc/device-tree/model", "rb") as fh:
-            return fh.read().rstrip(b"\x00").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
 def cpu_model() -> str:
     found: dict[str, str] = {}
     try:
@@ -48,7 +41,7 @@ def cpu_model() -> str:
     for key in _CPUINFO_KEYS:
         if key in found:
             return found[key]
-    board = _device_tree_model()
+    board = device_tree_model()
     if board:
         return f"{board} ({platform.machine()})"
     return platform.processor() or platform.machine()

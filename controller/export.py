@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from controller.report import make_cell, workload_label
+from controller.report import job_variant, make_cell, workload_label
 from controller.store import ResultRow
 from schemas import AgentStatus, Result
 
@@ -37,7 +37,7 @@ def _stat(stat: Any, name: str) -> float | None:
 
 def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterable[str] = ()) -> dict[str, Any]:
     res: Result | None = row.result()
-    cell = make_cell(row, res)
+    cell = make_cell(row, res, variant=job_variant(row))
     out: dict[str, Any] = {
         "job_id": row.job_id, "device_id": row.device_id, "attempt": row.attempt, "sweep_id": row.sweep_id,
         "finished_at": _utc(row.finished_at),

@@ -270,10 +270,11 @@ def job_variant(r: ResultRow) -> str:
     return "".join(f" · {p}" for p in parts)
 
 
-def make_cell(r: ResultRow, res: Result | None) -> Cell:
+def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
+    """variant: job_variant(r), computed once by the caller (it parses the stored JSON)."""
     base: dict[str, Any] = dict(
         device_id=r.device_id, workload=workload_label(r.model, r.dataset), model=r.model, dataset=r.dataset,
-        mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision + job_variant(r),
+        mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision + variant,
         gpus=r.gpus or 0,
         outcome=r.outcome, job_id=r.job_id, finished_at=r.finished_at, reason=r.reason,
         cpu_only=(r.gpus or 0) == 0,
@@ -638,7 +639,7 @@ def build_report(
         latest[key] = r
     base_name = choose_baseline(list(latest.values()), baseline)
     parsed = {k: r.result() for k, r in latest.items()}
-    cells = [make_cell(r, parsed[k]) for k, r in latest.items()]
+    cells = [make_cell(r, parsed[k], variant=k[-1]) for k, r in latest.items()]
     reference = {(c.device_id, *c.config): c.img_per_s for c in cells if c.backend == base_name and c.ok}
     cells = [_with_ratio(c, reference.get((c.device_id, *c.config))) for c in cells]
     cells.sort(key=lambda c: (c.device_id, _workload_rank(c.model, c.dataset), c.workload, c.mode, c.gpus,

@@ -186,10 +186,10 @@ def is_jetson() -> bool:
     """A Jetson module (L4T installed), whatever NVML says."""
     if os.path.exists("/etc/nv_tegra_release"):
         return True
-    return "jetson" in _device_tree_model().lower()
+    return "jetson" in device_tree_model().lower()
 
 
-def _device_tree_model() -> str:
+def device_tree_model() -> str:
     try:
         with open("/proc/device-tree/model", "rb") as fh:
             return fh.read().rstrip(b"\x00").decode("utf-8", "replace").strip()
@@ -249,7 +249,7 @@ class JetsonTelemetry(Telemetry):
         return [
             GpuInfo(
                 index=0,
-                name=_device_tree_model() or "NVIDIA Jetson iGPU",
+                name=device_tree_model() or "NVIDIA Jetson iGPU",
                 uuid=None,
                 driver=_l4t_release(),
                 cuda=None,
