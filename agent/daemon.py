@@ -111,7 +111,7 @@ class Agent:
 
     def _open_telemetry(self) -> Telemetry:
         try:
-            return create_telemetry(self.cfg.telemetry, self.cfg.sample_interval_s)
+            return create_telemetry(self.cfg.telemetry, self.cfg.sample_interval_s, self.cfg.nvml_read_plan)
         except TelemetryUnavailable as exc:
             # an explicit "nvml"/"jetson" that cannot run here: say so, measure what we can
             log.warning("telemetry %r unavailable (%s): GPU metrics will be absent", self.cfg.telemetry, exc)

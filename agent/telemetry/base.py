@@ -42,8 +42,13 @@ class Telemetry(abc.ABC):
         """Static facts per GPU (model, UUID, driver, memory, power limit)."""
 
     @abc.abstractmethod
-    def read_raw(self, indices: Sequence[int] | None = None) -> RawReading:
-        """Read the hardware once; ``indices`` None means every GPU."""
+    def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
+        """Read the hardware once; ``indices`` None means every GPU.
+
+        An implementation may read some values less often than it is called
+        (see the NVML read plans); ``fresh`` asks for every value now (the
+        sampler does at window edges).
+        """
 
     @abc.abstractmethod
     def convert(self, raw: RawReading, pids: Iterable[int] = ()) -> tuple[GpuSample, ...]:

@@ -258,7 +258,7 @@ class JetsonTelemetry(Telemetry):
             )
         ]
 
-    def read_raw(self, indices: Sequence[int] | None = None) -> RawReading:
+    def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
         with self._lock:
             line = self._latest
         return {"line": line}

@@ -19,7 +19,7 @@ class NoGpuTelemetry(Telemetry):
     def inventory(self) -> list[GpuInfo]:
         return []
 
-    def read_raw(self, indices: Sequence[int] | None = None) -> RawReading:
+    def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
         return {}
 
     def convert(self, raw: RawReading, pids: Iterable[int] = ()) -> tuple[GpuSample, ...]:

@@ -26,10 +26,28 @@ from schemas.status import GpuInfo
 
 log = logging.getLogger(__name__)
 
-# Seconds between reads of slowly changing fields (process lists, temperature,
-# memory clock, clock-event reasons); utilisation, SM clock, memory used,
-# power and energy are read every tick.
+# Seconds between reads of the slowly changing gauges (process lists,
+# temperature, memory clock, clock-event reasons) and of any gauge a read plan
+# leaves out of the tick.
 SLOW_FIELDS_S = 1.0
+# Seconds between reads of the total-energy counter when the plan leaves it out
+# of the tick. Window edges read it anyway (fresh reads), so a window's energy
+# does not depend on this; the cumulative-energy time series does.
+COUNTER_PERIOD_S = 5.0
+
+# Read plans: which NVML readings are taken on every tick. Everything is read
+# on a "fresh" read, which the sampler asks for at each window edge.
+# Measured on a virtualised 4 x H200 host (driver 580, benchmarks/nvml_call_cost.py,
+# docs/TELEMETRY.md): nvmlDeviceGetTotalEnergyConsumption costs 4.4 ms of CPU
+# (system time) per call, every other call here 1-40 us. "full" reads the
+# counter every tick (4 % of a core at 10 Hz there); "lean" every
+# COUNTER_PERIOD_S and at the edges.
+TICK_FIELDS = ("utilization", "memory", "sm_clock", "power", "energy")
+READ_PLANS: dict[str, frozenset[str]] = {
+    "full": frozenset(TICK_FIELDS),
+    "lean": frozenset({"utilization", "memory", "sm_clock", "power"}),
+}
+DEFAULT_READ_PLAN = "lean"
 
 # nvmlClocksEventReason* bits (nvml.h; the older name is "throttle reasons").
 # Fixed by NVIDIA's ABI, written out so that replaying a trace needs no NVML.
@@ -127,28 +145,37 @@ def _text(value: Any) -> Any:
 class _Device:
     """One NVML handle plus the set of calls that answered NotSupported."""
 
-    def __init__(self, nvml: Any, index: int) -> None:
+    def __init__(self, nvml: Any, index: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.nvml = nvml
         self.index = index
         self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
         self.unsupported: set[str] = set()
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._clock = clock
 
-    def cached(self, key: str, max_age_s: float, read: Callable[[], Any]) -> Any:
-        """A reading that changes slowly, refreshed at most every max_age_s.
+    def cached(self, key: str, max_age_s: float, read: Callable[[], Any], *, fresh: bool = False) -> Any:
+        """A reading that changes slowly, refreshed at most every max_age_s (always when ``fresh``).
 
-        Each NVML call costs about a millisecond of CPU on some hosts (seen on a
-        virtualised 4 x H200 machine): asking for process lists, temperatures
-        and clock-event reasons at 10 Hz on every GPU made the sampler cost 16 %
-        of a core. They are read once a second instead.
+        Process lists cost 40 us plus a pid check per process; reading them,
+        temperatures and clock-event reasons at 10 Hz on every GPU bought
+        nothing: they are read once a second.
         """
-        now = time.monotonic()
+        now = self._clock()
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < max_age_s:
+        if not fresh and hit is not None and now - hit[0] < max_age_s:
             return hit[1]
         value = read()
         self._cache[key] = (now, value)
         return value
+
+    def due(self, key: str, max_age_s: float, *, fresh: bool = False) -> bool:
+        """Whether a periodic reading is due now (and, if so, counts as taken)."""
+        now = self._clock()
+        hit = self._cache.get(key)
+        if fresh or hit is None or now - hit[0] >= max_age_s:
+            self._cache[key] = (now, None)
+            return True
+        return False
 
     def query(self, key: str, func: Callable[..., Any], *args: Any) -> Any:
         if key in self.unsupported:
@@ -174,11 +201,25 @@ def _permanent_errors(nvml: Any) -> tuple[type[BaseException], ...]:
 class NvmlTelemetry(Telemetry):
     """Live NVML readings; raises :class:`TelemetryUnavailable` without a driver or GPU."""
 
-    def __init__(self) -> None:
-        try:
-            import pynvml
-        except ImportError as exc:
-            raise TelemetryUnavailable("nvidia-ml-py (pynvml) is not installed") from exc
+    def __init__(
+        self,
+        plan: str = DEFAULT_READ_PLAN,
+        *,
+        nvml: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``nvml`` is the pynvml module (imported when None); tests pass a replay of recorded readings."""
+        if plan not in READ_PLANS:
+            raise ValueError(f"unknown NVML read plan {plan!r}; known: {', '.join(READ_PLANS)}")
+        self.plan = plan
+        self._every_tick = READ_PLANS[plan]
+        if nvml is None:
+            try:
+                import pynvml as nvml_module
+            except ImportError as exc:
+                raise TelemetryUnavailable("nvidia-ml-py (pynvml) is not installed") from exc
+            nvml = nvml_module
+        pynvml = nvml
         self._nvml = pynvml
         try:
             pynvml.nvmlInit()
@@ -188,7 +229,7 @@ class NvmlTelemetry(Telemetry):
             count = int(pynvml.nvmlDeviceGetCount())
             if count == 0:
                 raise TelemetryUnavailable("NVML sees no GPU")
-            self._devices = [_Device(pynvml, i) for i in range(count)]
+            self._devices = [_Device(pynvml, i, clock) for i in range(count)]
         except pynvml.NVMLError as exc:
             pynvml.nvmlShutdown()
             raise TelemetryUnavailable(f"NVML could not list GPUs: {exc}") from exc
@@ -234,9 +275,9 @@ class NvmlTelemetry(Telemetry):
         except self._nvml.NVMLError:
             return None
 
-    def read_raw(self, indices: Sequence[int] | None = None) -> RawReading:
+    def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
         wanted = None if indices is None else set(indices)
-        return {"devices": [self._read_device(d) for d in self._devices if wanted is None or d.index in wanted]}
+        return {"devices": [self._read_device(d, fresh) for d in self._devices if wanted is None or d.index in wanted]}
 
     def _memory(self, dev: _Device) -> Any:
         # v2 reports "used" without the driver's reserved memory, as nvidia-smi
@@ -260,26 +301,47 @@ class NvmlTelemetry(Telemetry):
             reasons = dev.query("clock_throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
         return reasons
 
-    def _read_device(self, dev: _Device) -> dict[str, Any]:
+    def _read_device(self, dev: _Device, fresh: bool) -> dict[str, Any]:
         nvml = self._nvml
-        util = dev.query("utilization", nvml.nvmlDeviceGetUtilizationRates)
-        mem = self._memory(dev)
-        reasons = dev.cached("reasons", SLOW_FIELDS_S, lambda: self._clock_event_reasons(dev))
+        every_tick = self._every_tick
+
+        def gauge(field: str, read: Callable[[], Any]) -> Any:
+            # A gauge not read on this tick repeats its last reading (at most
+            # SLOW_FIELDS_S old), as a monitoring scrape would see it.
+            if field in every_tick:
+                return read()
+            return dev.cached(field, SLOW_FIELDS_S, read, fresh=fresh)
+
+        def counter(field: str, read: Callable[[], Any]) -> Any:
+            # A counter not read on this tick is None, never repeated: a repeated
+            # value stamped with a later time would bend the interpolation at
+            # window edges (summary.window_energy_j).
+            if field in every_tick or dev.due(field, COUNTER_PERIOD_S, fresh=fresh):
+                return read()
+            return None
+
+        util = gauge("utilization", lambda: dev.query("utilization", nvml.nvmlDeviceGetUtilizationRates))
+        mem = gauge("memory", lambda: self._memory(dev))
         return {
             "index": dev.index,
             "util_gpu_pct": None if util is None else util.gpu,
             "util_mem_pct": None if util is None else util.memory,
-            "sm_clock_mhz": dev.query("sm_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
-            "mem_clock_mhz": dev.cached("mem_clock", SLOW_FIELDS_S, lambda: dev.query(
-                "mem_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)),
+            "sm_clock_mhz": gauge(
+                "sm_clock", lambda: dev.query("sm_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
+            ),
+            "mem_clock_mhz": gauge(
+                "mem_clock", lambda: dev.query("mem_clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
+            ),
             "mem_used_bytes": None if mem is None else int(mem.used),
             "mem_total_bytes": None if mem is None else int(mem.total),
-            "power_mw": dev.query("power", nvml.nvmlDeviceGetPowerUsage),
-            "energy_mj": dev.query("energy", nvml.nvmlDeviceGetTotalEnergyConsumption),
-            "temperature_c": dev.cached("temperature", SLOW_FIELDS_S, lambda: dev.query(
-                "temperature", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)),
-            "clock_event_reasons": reasons,
-            "processes": dev.cached("processes", SLOW_FIELDS_S, lambda: self._processes(dev)),
+            "power_mw": gauge("power", lambda: dev.query("power", nvml.nvmlDeviceGetPowerUsage)),
+            "energy_mj": counter("energy", lambda: dev.query("energy", nvml.nvmlDeviceGetTotalEnergyConsumption)),
+            "temperature_c": gauge(
+                "temperature",
+                lambda: dev.query("temperature", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
+            ),
+            "clock_event_reasons": gauge("reasons", lambda: self._clock_event_reasons(dev)),
+            "processes": gauge("processes", lambda: self._processes(dev)),
         }
 
     def _processes(self, dev: _Device) -> list[list[Any]] | None:

@@ -35,6 +35,8 @@ MIB = 1024 * 1024
 GPU_LABELS = ["gpu", "UUID", "device", "modelName", "Hostname", "device_id"]
 RUNNER_LABELS = ["Hostname", "device_id", "job_id"]
 
+ENERGY_METRIC = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+
 # (name, help, getter) in dcgm-exporter's units: FB in MiB, power in W, energy in mJ.
 DCGM_GAUGES: tuple[tuple[str, str, Callable[[GpuSample], float | None]], ...] = (
     ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %): fraction of time any kernel ran.", lambda g: g.util_pct),
@@ -47,11 +49,7 @@ DCGM_GAUGES: tuple[tuple[str, str, Callable[[GpuSample], float | None]], ...] = 
         lambda g: None if g.mem_used_bytes is None else g.mem_used_bytes / MIB,
     ),
     ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
-    (
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        "Total energy consumption since boot (in mJ).",
-        lambda g: g.energy_mj,
-    ),
+    (ENERGY_METRIC, "Total energy consumption since boot (in mJ).", lambda g: g.energy_mj),
     ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temperature_c),
 )
 
@@ -73,7 +71,8 @@ class LiveSource:
         with self._lock:
             now = time.time()
             if self._cached is None or now - self._cached.t >= self.min_interval_s:
-                self._cached = Snapshot(t=now, gpus=self.telemetry.read(), process=None)
+                raw = self.telemetry.read_raw(fresh=True)  # between jobs: every value, once a scrape
+                self._cached = Snapshot(t=now, gpus=self.telemetry.convert(raw), process=None)
             return self._cached
 
     def inventory(self) -> list[GpuInfo]:
@@ -144,6 +143,9 @@ class TelemetryCollector(Collector):
         self.device_id = device_id
         self.hostname = hostname or socket.gethostname()
         self._inventory: dict[int, GpuInfo] | None = None
+        # A read plan may leave the energy counter unread on most ticks (None):
+        # a scrape then shows the last reading rather than dropping the series.
+        self._last_energy_mj: dict[int, float] = {}
 
     def _info(self) -> dict[int, GpuInfo]:
         if self._inventory is None:
@@ -165,10 +167,15 @@ class TelemetryCollector(Collector):
         snap = self.source.latest()
         job_id = getattr(self.source, "job_id", None) or ""
         gpus = snap.gpus if snap is not None else ()
+        for g in gpus:
+            if g.energy_mj is not None:
+                self._last_energy_mj[g.index] = g.energy_mj
         for name, doc, get in DCGM_GAUGES:
             fam = GaugeMetricFamily(name, doc, labels=GPU_LABELS)
             for g in gpus:
                 value = get(g)
+                if value is None and name == ENERGY_METRIC:
+                    value = self._last_energy_mj.get(g.index)
                 if value is not None:
                     fam.add_metric(self._gpu_labels(g), float(value))
             yield fam

@@ -3,8 +3,11 @@
 One thread takes one :class:`Snapshot` per tick on a fixed schedule (ticks
 that overrun are counted, not queued). The runner's window markers arrive
 through :meth:`Sampler.mark_window` with the runner's own ``time.time()``;
-:meth:`Sampler.stop` takes a last tick so every window is bracketed by
-samples, then summarises only what lies inside the windows.
+each one wakes the thread for an extra tick that reads every value afresh
+(``read_raw(fresh=True)``), so counters read less often than every tick are
+still read right at the window's edges. :meth:`Sampler.stop` takes a last
+fresh tick so every window is bracketed by samples, then summarises only
+what lies inside the windows.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class Sampler:
         self._snapshots: list[Snapshot] = []
         self._markers: list[tuple[str, float]] = []
         self._stop = threading.Event()
+        self._edge = threading.Event()  # a window marker arrived: tick now, fresh
         self._thread: threading.Thread | None = None
         self._meter: ProcessTreeMeter | None = None
         self._recorder: TraceRecorder | None = None
@@ -113,7 +117,7 @@ class Sampler:
                 self.trace_path, self.telemetry.source, self.telemetry.inventory(), self.interval_s
             )
         self._started_mono = time.monotonic()
-        self._tick()  # the first snapshot exists before start() returns
+        self._tick(fresh=True)  # the first snapshot exists before start() returns
         self._thread = threading.Thread(target=self._run, name="telemetry-sampler", daemon=True)
         self._thread.start()
 
@@ -125,6 +129,7 @@ class Sampler:
             self._markers.append((edge, float(t)))
         if self._recorder is not None:
             self._recorder.window(edge, float(t))
+        self._edge.set()
 
     def latest(self) -> Snapshot | None:
         """The newest snapshot (for Prometheus), or None before the first tick."""
@@ -147,8 +152,9 @@ class Sampler:
         if not self._stopped:
             self._stopped = True
             self._stop.set()
+            self._edge.set()
             self._thread.join()
-            self._tick()  # brackets a window that ended after the last scheduled tick
+            self._tick(fresh=True)  # brackets a window that ended after the last scheduled tick
         with self._lock:
             snapshots = tuple(self._snapshots)
             markers = list(self._markers)
@@ -197,7 +203,15 @@ class Sampler:
         cpu0 = time.thread_time()
         next_t = time.monotonic() + self.interval_s
         try:
-            while not self._stop.wait(max(0.0, next_t - time.monotonic())):
+            while True:
+                edge = self._edge.wait(max(0.0, next_t - time.monotonic()))
+                if self._stop.is_set():
+                    break
+                if edge:
+                    # A window edge: an extra tick off the schedule, which goes on.
+                    self._edge.clear()
+                    self._tick(fresh=True)
+                    continue
                 self._tick()
                 next_t += self.interval_s
                 now = time.monotonic()
@@ -209,13 +223,13 @@ class Sampler:
         finally:
             self._thread_cpu_s = time.thread_time() - cpu0
 
-    def _tick(self) -> None:
+    def _tick(self, fresh: bool = False) -> None:
         meter = self._meter
         assert meter is not None
         try:
             t = self._clock()
             proc = meter.sample(t)
-            raw = self.telemetry.read_raw(self.gpu_indices)
+            raw = self.telemetry.read_raw(self.gpu_indices, fresh=fresh)
             gpus = self.telemetry.convert(raw, proc.pids | self.extra_pids)
             snap = Snapshot(t=t, gpus=gpus, process=proc)
             if self._recorder is not None:

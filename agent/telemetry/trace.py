@@ -215,7 +215,7 @@ class ReplayTelemetry(Telemetry):
     def exhausted(self) -> bool:
         return self._next >= len(self.trace.ticks)
 
-    def read_raw(self, indices: Sequence[int] | None = None) -> RawReading:
+    def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
         with self._lock:
             tick = self.trace.ticks[min(self._next, len(self.trace.ticks) - 1)]
             self._next += 1
