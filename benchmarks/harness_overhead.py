@@ -67,14 +67,21 @@ def main() -> None:
     url = args.broker or (broker.url if broker else "")
     env = {**os.environ, "PYTHONPATH": f"{os.environ.get('PYTHONPATH', '')}{os.pathsep}{REPO}"}
     agent_cfg = tmp / "agent.yaml"
-    agent_cfg.write_text("device_id: bench\n" + (f"gpu_indices: [{args.gpu_index}]\n" if args.gpu_index is not None
-                                                  else ""))
+    agent_yaml: dict[str, object] = {"device_id": "bench"}
+    if args.gpu_index is not None:
+        agent_yaml["gpu_indices"] = [args.gpu_index]
+    if os.environ.get("PYTHONPATH"):
+        # The executor hands a runner only the backend's own PYTHONPATH: packages
+        # carried on this one (wheels unpacked on a GPU machine) must be named there.
+        agent_yaml["backends"] = {args.backend: {"env": {"PYTHONPATH": os.environ["PYTHONPATH"]}}}
+    agent_cfg.write_text(json.dumps(agent_yaml))  # JSON is YAML
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(agent_cfg), "--broker", url, "--fleet", "overhead",
          "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
         stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
     agent_rates: list[float] = []
     bare_rates: list[float] = []
+    bare_epochs_only: list[float] = []  # the bare loop without the framework's between-epoch work
     try:
         cfg = ControllerConfig(broker_url=url, fleet="overhead", store_url=f"sqlite:///{tmp / 'r.db'}")
         store = ResultStore(cfg.store_url)
@@ -104,7 +111,9 @@ def main() -> None:
                         out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"),
                                               str(spec_path)], capture_output=True, text=True, env=bare_env,
                                              cwd=str(REPO), check=True)
-                        bare_rates.append(json.loads(out.stdout.strip().splitlines()[-1])["window_img_per_s"])
+                        bare = json.loads(out.stdout.strip().splitlines()[-1])
+                        bare_rates.append(bare["window_img_per_s"])
+                        bare_epochs_only.append(bare["epochs_only_img_per_s"])
                     last = (agent_rates if which == "agent" else bare_rates)[-1]
                     print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
     finally:
@@ -117,6 +126,7 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.node(), "case": case, "rounds": args.rounds,
         "agent_img_per_s": agent_rates, "bare_img_per_s": bare_rates,
+        "bare_epochs_only_img_per_s": bare_epochs_only,
         "agent_median": statistics.median(agent_rates), "bare_median": statistics.median(bare_rates),
         "ratio": ratio, "target": 0.98, "pass": ratio >= 0.98,
     }

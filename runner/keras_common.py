@@ -8,12 +8,19 @@ from runner.timing import RunTimer
 
 def make_timer_callback(keras, timer):
     class TimerCallback(keras.callbacks.Callback):
+        # Keras 3 runs batch hooks of an async-safe callback on a thread pool
+        # where the backend allows it (JAX), each after its step's results are
+        # ready, and flushes them before on_epoch_end. Without this, a batch hook
+        # makes Keras wait for every step on the training thread (a host-device
+        # sync per step). RunTimer takes batch ends from any thread, in any order.
+        async_safe = True
+
         # epoch numbers from Keras are 0-based
         def on_epoch_begin(self, epoch, logs=None):
             timer.epoch_begin(epoch + 1)
 
         def on_batch_end(self, batch, logs=None):
-            timer.batch_end()
+            timer.batch_end(index=batch)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}

@@ -8,12 +8,14 @@ stderr, and protocol lines go to the saved descriptor.
 import json
 import os
 import sys
+import threading
 import time
 
 
 class Emitter(object):
     def __init__(self, fd):
         self._out = os.fdopen(fd, "w", 1)
+        self._lock = threading.Lock()  # batch hooks may emit from Keras's callback threads
 
     @classmethod
     def take_stdout(cls):
@@ -25,8 +27,10 @@ class Emitter(object):
     def emit(self, type_, **fields):
         fields["type"] = type_
         fields["t"] = time.time()
-        self._out.write(json.dumps(fields, allow_nan=False, default=_default) + "\n")
-        self._out.flush()
+        line = json.dumps(fields, allow_nan=False, default=_default) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
 
 
 def _default(obj):

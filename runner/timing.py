@@ -4,9 +4,18 @@ An epoch is timed from its first batch's start to the moment the device has
 finished its last batch (the backend's ``sync`` callable is called before the
 clock is read). Warm-up epochs are timed and reported but flagged and kept
 out of the window. Per-batch durations are recorded inside the window.
+
+Batch ends may be reported from other threads and out of order: Keras 3 on
+JAX hands batch hooks to a thread pool (a callback marked ``async_safe``),
+where each call first waits for its step's results. Blocking the training
+loop there instead would sync host and device after every step and cost
+Keras-JAX 38 % of its throughput on an H200 (docs/PERFORMANCE.md). So
+:meth:`RunTimer.batch_end` takes the batch's index, records the time under
+a lock, and durations are worked out in index order when the epoch ends.
 """
 
 import math
+import threading
 import time
 
 
@@ -51,10 +60,11 @@ class RunTimer(object):
         self._window_t0 = None
         self._epoch = 0
         self._epoch_t0 = 0.0
-        self._batch_t0 = 0.0
+        self._batch_ends = []  # (index, time, images) of this epoch's batches
         self._batches = 0
         self._images = 0
         self._last_progress = 0.0
+        self._lock = threading.Lock()
 
     @property
     def measuring(self):
@@ -69,37 +79,53 @@ class RunTimer(object):
             self.emitter.emit("window", edge="begin", repeat=self.repeat)
         phase = "measure" if self.measuring else "warmup"
         self.emitter.emit("phase", phase=phase, epoch=epoch, epochs=self.epochs, repeat=self.repeat)
-        self._batches = 0
-        self._images = 0
-        self._epoch_t0 = time.perf_counter()
-        self._batch_t0 = self._epoch_t0
+        with self._lock:
+            self._batch_ends = []
+            self._batches = 0
+            self._images = 0
+            self._epoch_t0 = time.perf_counter()
 
-    def batch_end(self, images=None, loss=None):
+    def batch_end(self, images=None, loss=None, index=None):
+        """A batch finished; ``index`` (0-based in the epoch) when calls may come out of order."""
         now = time.perf_counter()
         n = self.batch_size if images is None else images
-        self._batches += 1
-        self._images += n
-        if self.measuring:
-            self.window_batch_s.append(now - self._batch_t0)
-            self.window_batch_images.append(n)
-        self._batch_t0 = now
-        if now - self._last_progress >= 1.0:
-            self._last_progress = now
-            elapsed = now - self._epoch_t0
+        with self._lock:
+            self._batches += 1
+            self._images += n
+            self._batch_ends.append((self._batches if index is None else index, now, n))
+            due = now - self._last_progress >= 1.0
+            if due:
+                self._last_progress = now
+                batches, done, elapsed = self._batches, self._images, now - self._epoch_t0
+        if due:
             self.emitter.emit(
                 "progress",
                 repeat=self.repeat,
                 epoch=self._epoch,
                 epochs=self.epochs,
-                batch=self._batches,
-                img_per_s=(self._images / elapsed) if elapsed > 0 else None,
+                batch=batches,
+                img_per_s=(done / elapsed) if elapsed > 0 else None,
                 loss=_finite(loss),
                 phase="measure" if self.measuring else "warmup",
             )
 
+    def _record_batches(self):
+        # durations in batch order: each from the previous batch's end (or the epoch's start)
+        with self._lock:
+            ends = sorted(self._batch_ends)
+            self._batch_ends = []
+        last = self._epoch_t0
+        for _, t, n in ends:
+            t = max(t, last)  # a thread woken late cannot make time run backwards
+            self.window_batch_s.append(t - last)
+            self.window_batch_images.append(n)
+            last = t
+
     def epoch_end(self, loss=None, accuracy=None):
         self.sync()
         now = time.perf_counter()
+        if self.measuring:
+            self._record_batches()
         seconds = now - self._epoch_t0
         stat = {
             "epoch": self._epoch,

@@ -1,0 +1,69 @@
+"""RunTimer: the measured window, and batch ends reported from other threads in any order."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from runner.timing import RunTimer
+
+
+class ListEmitter:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        with self._lock:
+            self.events.append({"type": type_, **fields})
+
+
+def test_warmup_epochs_stay_out_of_the_window() -> None:
+    em = ListEmitter()
+    timer = RunTimer(em, repeat=0, epochs=3, warmup_epochs=1, batch_size=8)
+    for epoch in (1, 2, 3):
+        timer.epoch_begin(epoch)
+        for _ in range(4):
+            time.sleep(0.002)
+            timer.batch_end()
+        timer.epoch_end(loss=1.0)
+    s = timer.summary()
+    assert s["images"] == 2 * 4 * 8 and s["n_batches"] == 8
+    assert [e["edge"] for e in em.events if e["type"] == "window"] == ["begin", "end"]
+    assert [ep["warmup"] for ep in timer.epoch_stats] == [True, False, False]
+    assert sum(timer.window_batch_s) == pytest.approx(
+        sum(ep["seconds"] for ep in timer.epoch_stats if not ep["warmup"]), rel=0.05
+    )
+
+
+def test_batch_ends_from_threads_out_of_order_give_ordered_durations() -> None:
+    # As Keras 3 on JAX delivers them: from a thread pool, each once its step is done.
+    em = ListEmitter()
+    timer = RunTimer(em, repeat=0, epochs=1, warmup_epochs=0, batch_size=16)
+    timer.epoch_begin(1)
+    t0 = time.perf_counter()
+    step_s = 0.01
+    done_at = [t0 + step_s * (i + 1) for i in range(20)]  # step i completes at done_at[i]
+
+    def deliver(i: int) -> None:
+        time.sleep(max(0.0, done_at[i] - time.perf_counter()))
+        timer.batch_end(index=i)
+
+    order = list(range(20))
+    random.Random(7).shuffle(order)
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in order]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    timer.epoch_end()
+    assert len(timer.window_batch_s) == 20
+    assert all(d >= 0 for d in timer.window_batch_s)
+    assert sum(timer.window_batch_s) <= timer.epoch_stats[0]["seconds"] + 1e-6
+    # each duration is about one step (thread wake-up jitter aside)
+    assert sorted(timer.window_batch_s)[10] == pytest.approx(step_s, abs=0.006)
+    assert timer.summary()["images"] == 20 * 16
