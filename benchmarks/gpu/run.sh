@@ -6,6 +6,8 @@
 #   benchmarks/gpu/run.sh study     # telemetry check vs nvidia-smi + sweeps/study-2019-gpu.yaml
 #   benchmarks/gpu/run.sh knobs     # sweeps/knobs-resnet50-gpu.yaml + harness overhead (agent vs bare)
 #   benchmarks/gpu/run.sh scaling   # sweeps/scaling-resnet50.yaml (1, 2, 4 GPUs)
+#   benchmarks/gpu/run.sh telemetry # NVML call costs (benchmarks/nvml_call_cost.py), telemetry check per read plan
+#   benchmarks/gpu/run.sh jaxdp-telemetry  # Keras-JAX DataParallel at 1, 2, all GPUs, then telemetry
 #
 # Writes to $OUT (default /tmp/edgebench-out): results-<phase>.db, extras-<phase>.tgz
 # (logs, reports, JSON), and in the study phase the NVML trace. Python packages
@@ -120,6 +122,60 @@ case "$PHASE" in
     start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
     timeout 400 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50-keras-jax.yaml \
       --sweep-id "h200x$NGPU-keras-jax-dp" --wait-timeout 380 >"$W/extras/dispatch.txt" 2>&1
+    ;;
+  telemetry)  # NVML call costs, telemetry check vs nvidia-smi, sampler cost per read plan and with no NVML
+    # beside it on GPU 0: the Keras-JAX harness overhead (agent vs bare loop)
+    timeout 400 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+      --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index 0 --rounds 2 \
+      --out "$W/extras/overhead_keras_jax.json" >"$W/extras/overhead.txt" 2>&1 &
+    OVH=$!
+    CUDA_DEVICE_ORDER=PCI_BUS_ID timeout 200 python3 benchmarks/nvml_call_cost.py --out "$W/extras" --gpu "$LAST" \
+      >"$W/extras/nvml_call_cost.txt" 2>&1
+    CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 240 python3 benchmarks/gpu_telemetry_check.py \
+      --out "$W/tel" --gpu "$LAST" --trace-name nvml_trace_h200_lean.jsonl >"$W/extras/telemetry_check.txt" 2>&1
+    CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 100 python3 benchmarks/gpu_telemetry_check.py \
+      --out "$W/tel-none" --telemetry none --workload torch >"$W/extras/telemetry_check_none.txt" 2>&1
+    cp "$W"/tel-none/gpu_telemetry_check.json "$W/extras/gpu_telemetry_check_none.json" 2>/dev/null
+    wait $OVH
+    cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
+    cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
+    cat "$W/extras/nvml_call_cost.txt"
+    tail -3 "$W/extras/telemetry_check_none.txt"
+    ;;
+  overhead-jax)  # Keras-JAX harness overhead (agent vs bare loop) on GPU 0
+    timeout 500 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+      --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index 0 --rounds 2 \
+      --out "$W/extras/overhead_keras_jax.json" >"$W/extras/overhead.txt" 2>&1
+    ;;
+  keras-async)  # after the async-safe timer callback: Keras harness overheads, then Keras-JAX DataParallel
+    timeout 300 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
+      --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index 0 --rounds 1 \
+      --out "$W/extras/overhead_keras_jax.json" >"$W/extras/overhead.txt" 2>&1 &
+    O1=$!
+    timeout 300 python3 benchmarks/harness_overhead.py --backend keras-torch --workload imagenet-resnet50 --batch-size 256 \
+      --samples 2560 --epochs 4 --precision bf16 --gpus 1 --gpu-index 1 --rounds 1 \
+      --out "$W/extras/overhead_keras_torch.json" >"$W/extras/overhead_torch.txt" 2>&1 &
+    O2=$!
+    wait $O1 $O2
+    grep -h "ratio" "$W/extras/overhead.txt" "$W/extras/overhead_torch.txt"
+    start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
+    timeout 330 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50-keras-jax.yaml \
+      --sweep-id "h200x$NGPU-keras-jax-dp-async" --wait-timeout 320 >"$W/extras/dispatch.txt" 2>&1
+    ;;
+  keras-overhead)  # Keras-JAX then Keras-torch harness overhead on GPU 0, same window definition both sides
+    for b in keras-jax keras-torch; do
+      timeout 250 python3 benchmarks/harness_overhead.py --backend $b --workload imagenet-resnet50 --batch-size 256 \
+        --samples 2560 --epochs 5 --precision bf16 --gpus 1 --gpu-index 0 --rounds 1 \
+        --out "$W/extras/overhead_$b.json" >"$W/extras/overhead_$b.txt" 2>&1
+      grep -h "ratio" "$W/extras/overhead_$b.txt"
+    done
+    ;;
+  jaxdp-telemetry)  # Keras-JAX DataParallel at 1, 2 and every GPU, then the telemetry phase
+    start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
+    timeout 330 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50-keras-jax.yaml \
+      --sweep-id "h200x$NGPU-keras-jax-dp" --wait-timeout 320 >"$W/extras/dispatch.txt" 2>&1
+    pkill -f "agent.cli run" ; sleep 2
+    bash "$0" telemetry
     ;;
   scaling)
     start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
