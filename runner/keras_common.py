@@ -1,5 +1,7 @@
 """Training and inference loops for any Keras (3.x or 2.2.4), timed by RunTimer."""
 
+import threading
+
 from runner import keras_models
 from runner.catalogue import DATASETS
 from runner.errors import Unsupported
@@ -7,12 +9,14 @@ from runner.timing import RunTimer
 
 
 def make_timer_callback(keras, timer):
+    main_thread = threading.current_thread()
+
     class TimerCallback(keras.callbacks.Callback):
         # Keras 3 runs batch hooks of an async-safe callback on a thread pool
-        # where the backend allows it (JAX), each after its step's results are
-        # ready, and flushes them before on_epoch_end. Without this, a batch hook
-        # makes Keras wait for every step on the training thread (a host-device
-        # sync per step). RunTimer takes batch ends from any thread, in any order.
+        # where the backend allows it (JAX, PyTorch), each after its step's
+        # results are ready, and flushes them before on_epoch_end. Without this,
+        # a batch hook makes Keras wait for every step on the training thread (a
+        # host-device sync per step). RunTimer takes batch ends from any thread.
         async_safe = True
 
         # epoch numbers from Keras are 0-based
@@ -20,7 +24,7 @@ def make_timer_callback(keras, timer):
             timer.epoch_begin(epoch + 1)
 
         def on_batch_end(self, batch, logs=None):
-            timer.batch_end(index=batch)
+            timer.batch_end(threaded=threading.current_thread() is not main_thread)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}

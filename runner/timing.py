@@ -6,17 +6,25 @@ clock is read). Warm-up epochs are timed and reported but flagged and kept
 out of the window. Per-batch durations are recorded inside the window.
 
 Batch ends may be reported from other threads and out of order: Keras 3 on
-JAX hands batch hooks to a thread pool (a callback marked ``async_safe``),
-where each call first waits for its step's results. Blocking the training
-loop there instead would sync host and device after every step and cost
-Keras-JAX 38 % of its throughput on an H200 (docs/PERFORMANCE.md). So
-:meth:`RunTimer.batch_end` takes the batch's index, records the time under
-a lock, and durations are worked out in index order when the epoch ends.
+JAX and PyTorch hands batch hooks to a thread pool (a callback marked
+``async_safe``), where each call first waits for its step's results. Blocking
+the training loop there instead would sync host and device after every step
+and cost Keras-JAX 38 % of its throughput on an H200 (docs/PERFORMANCE.md). So
+:meth:`RunTimer.batch_end` records the time under a lock, and when the epoch
+ends the completions are put in time order. A pool thread sees a completion
+late by up to a fraction of a millisecond, so on that path consecutive
+completions are grouped into per-batch samples of at least
+``MIN_SAMPLE_S``: for steps of a few milliseconds or more (any real GPU
+workload) a sample is one batch; a 0.5 ms CPU step would otherwise show the
+thread jitter, not the step. ``n_batches`` still counts batches.
 """
 
 import math
 import threading
 import time
+
+# Shortest per-batch sample when batch ends arrive from Keras's callback threads.
+MIN_SAMPLE_S = 0.005
 
 
 def percentile(values, q):
@@ -55,12 +63,14 @@ class RunTimer(object):
         self.epoch_stats = []
         self.window_batch_s = []
         self.window_batch_images = []
+        self.window_batches = 0
         self.window_images = 0
         self.window_s = 0.0
         self._window_t0 = None
         self._epoch = 0
         self._epoch_t0 = 0.0
-        self._batch_ends = []  # (index, time, images) of this epoch's batches
+        self._batch_ends = []  # (time, images) of this epoch's batches
+        self._threaded = False  # batch ends of this epoch came from callback threads
         self._batches = 0
         self._images = 0
         self._last_progress = 0.0
@@ -81,18 +91,20 @@ class RunTimer(object):
         self.emitter.emit("phase", phase=phase, epoch=epoch, epochs=self.epochs, repeat=self.repeat)
         with self._lock:
             self._batch_ends = []
+            self._threaded = False
             self._batches = 0
             self._images = 0
             self._epoch_t0 = time.perf_counter()
 
-    def batch_end(self, images=None, loss=None, index=None):
-        """A batch finished; ``index`` (0-based in the epoch) when calls may come out of order."""
+    def batch_end(self, images=None, loss=None, threaded=False):
+        """A batch finished; ``threaded`` when reported from a callback thread (any order)."""
         now = time.perf_counter()
         n = self.batch_size if images is None else images
         with self._lock:
             self._batches += 1
             self._images += n
-            self._batch_ends.append((self._batches if index is None else index, now, n))
+            self._threaded = self._threaded or threaded
+            self._batch_ends.append((now, n))
             due = now - self._last_progress >= 1.0
             if due:
                 self._last_progress = now
@@ -110,16 +122,26 @@ class RunTimer(object):
             )
 
     def _record_batches(self):
-        # durations in batch order: each from the previous batch's end (or the epoch's start)
+        # completions in time order; each sample from the previous one's end (or the epoch's start)
         with self._lock:
             ends = sorted(self._batch_ends)
+            threaded = self._threaded
             self._batch_ends = []
         last = self._epoch_t0
-        for _, t, n in ends:
-            t = max(t, last)  # a thread woken late cannot make time run backwards
-            self.window_batch_s.append(t - last)
-            self.window_batch_images.append(n)
+        pending_s, pending_n = 0.0, 0
+        for t, n in ends:
+            t = max(t, last)
+            pending_s += t - last
+            pending_n += n
             last = t
+            self.window_batches += 1
+            if not threaded or pending_s >= MIN_SAMPLE_S:
+                self.window_batch_s.append(pending_s)
+                self.window_batch_images.append(pending_n)
+                pending_s, pending_n = 0.0, 0
+        if pending_n and pending_s > 0:
+            self.window_batch_s.append(pending_s)
+            self.window_batch_images.append(pending_n)
 
     def epoch_end(self, loss=None, accuracy=None):
         self.sync()
@@ -155,7 +177,7 @@ class RunTimer(object):
             "median_img_per_s": percentile(per_batch, 50),
             "mean_img_per_s": mean,
             "std_img_per_s": std,
-            "n_batches": len(per_batch),
+            "n_batches": self.window_batches,
             "images": self.window_images,
             "window_s": self.window_s,
         }

@@ -29,8 +29,11 @@ class ThroughputSummary(StrictModel):
     validation excluded).
 
     ``window_img_per_s`` is images / wall time of the window, closed only after
-    the device finished; median/mean/std are over per-batch throughputs, whose
-    count is ``n_batches``.
+    the device finished; median/mean/std are over per-batch throughputs.
+    ``n_batches`` counts the measured batches. Where batch ends are seen on
+    Keras's callback threads (Keras 3 on JAX or PyTorch), consecutive batches
+    shorter than 5 ms are pooled into one sample of at least 5 ms, so that
+    thread wake-up jitter does not pass for step-time dispersion.
     """
 
     window_img_per_s: float = Field(ge=0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner.timing import RunTimer
+from runner.timing import MIN_SAMPLE_S, RunTimer
 
 
 class ListEmitter:
@@ -46,12 +46,12 @@ def test_batch_ends_from_threads_out_of_order_give_ordered_durations() -> None:
     timer = RunTimer(em, repeat=0, epochs=1, warmup_epochs=0, batch_size=16)
     timer.epoch_begin(1)
     t0 = time.perf_counter()
-    step_s = 0.01
+    step_s = 0.01  # above MIN_SAMPLE_S: one sample per batch
     done_at = [t0 + step_s * (i + 1) for i in range(20)]  # step i completes at done_at[i]
 
     def deliver(i: int) -> None:
         time.sleep(max(0.0, done_at[i] - time.perf_counter()))
-        timer.batch_end(index=i)
+        timer.batch_end(threaded=True)
 
     order = list(range(20))
     random.Random(7).shuffle(order)
@@ -61,9 +61,37 @@ def test_batch_ends_from_threads_out_of_order_give_ordered_durations() -> None:
     for th in threads:
         th.join()
     timer.epoch_end()
-    assert len(timer.window_batch_s) == 20
+    assert len(timer.window_batch_s) == 20 and timer.summary()["n_batches"] == 20
     assert all(d >= 0 for d in timer.window_batch_s)
     assert sum(timer.window_batch_s) <= timer.epoch_stats[0]["seconds"] + 1e-6
     # each duration is about one step (thread wake-up jitter aside)
     assert sorted(timer.window_batch_s)[10] == pytest.approx(step_s, abs=0.006)
     assert timer.summary()["images"] == 20 * 16
+
+
+def test_short_threaded_batches_are_grouped_into_samples_of_min_length() -> None:
+    em = ListEmitter()
+    timer = RunTimer(em, repeat=0, epochs=1, warmup_epochs=0, batch_size=32)
+    timer.epoch_begin(1)
+    for _ in range(60):
+        time.sleep(0.0005)
+        timer.batch_end(threaded=True)
+    timer.epoch_end()
+    s = timer.summary()
+    assert s["n_batches"] == 60 and s["images"] == 60 * 32
+    assert sum(timer.window_batch_images) == 60 * 32
+    assert all(d >= MIN_SAMPLE_S for d in timer.window_batch_s[:-1])
+    assert len(timer.window_batch_s) < 60
+    # the median sample agrees with the epoch's own rate (no 0-length samples blowing it up)
+    assert s["median_img_per_s"] == pytest.approx(timer.epoch_stats[0]["img_per_s"], rel=0.5)
+
+
+def test_main_thread_batches_stay_one_sample_each() -> None:
+    em = ListEmitter()
+    timer = RunTimer(em, repeat=0, epochs=1, warmup_epochs=0, batch_size=8)
+    timer.epoch_begin(1)
+    for _ in range(30):
+        time.sleep(0.0005)
+        timer.batch_end()
+    timer.epoch_end()
+    assert len(timer.window_batch_s) == 30 and timer.summary()["n_batches"] == 30
