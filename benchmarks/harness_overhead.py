@@ -42,6 +42,17 @@ def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> N
     raise SystemExit("agent did not come online")
 
 
+def run_runner(spec_path: Path, env: dict[str, str], tmp: Path) -> float:
+    """`python -m runner` on the job file, as the agent starts it but alone; its window img/s."""
+    out = subprocess.run([sys.executable, "-m", "runner", "--job", str(spec_path), "--dataset-root", str(tmp)],
+                         capture_output=True, text=True, env=env, cwd=str(REPO), check=True)
+    for line in out.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("type") == "result":
+            return float(msg["runs"][0]["throughput"]["window_img_per_s"])
+    raise SystemExit(f"the runner gave no result: {out.stderr[-2000:]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", required=True)
@@ -55,6 +66,9 @@ def main() -> None:
     ap.add_argument("--gpu-index", type=int, help="pin the agent and the bare loop to this GPU (NVML index)")
     ap.add_argument("--broker", help="use this broker instead of an embedded one")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--with-runner", action="store_true",
+                    help="a third arm: `python -m runner` on the same job file, no agent, broker or sampler "
+                         "(tells whether an overhead comes from the agent around the runner or the runner)")
     args = ap.parse_args()
 
     case = {"backend": args.backend, "workload": args.workload, "batch_size": args.batch_size,
@@ -82,13 +96,16 @@ def main() -> None:
     agent_rates: list[float] = []
     bare_rates: list[float] = []
     bare_epochs_only: list[float] = []  # the bare loop without the framework's between-epoch work
+    runner_rates: list[float] = []
     try:
         cfg = ControllerConfig(broker_url=url, fleet="overhead", store_url=f"sqlite:///{tmp / 'r.db'}")
         store = ResultStore(cfg.store_url)
         with FleetClient(cfg, store) as fleet:
             wait_online(fleet, "bench")
             for rnd in range(args.rounds):
-                order = ("agent", "bare") if rnd % 2 == 0 else ("bare", "agent")
+                order: tuple[str, ...] = ("agent", "bare") if rnd % 2 == 0 else ("bare", "agent")
+                if args.with_runner:
+                    order = ("agent", "runner", "bare") if rnd % 2 == 0 else ("bare", "runner", "agent")
                 for which in order:
                     job = build_job(case, f"overhead-{rnd}-{which}")
                     if which == "agent":
@@ -108,13 +125,16 @@ def main() -> None:
                             bare_env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
                         elif args.gpu_index is not None:
                             bare_env.update(CUDA_VISIBLE_DEVICES=str(args.gpu_index), CUDA_DEVICE_ORDER="PCI_BUS_ID")
-                        out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"),
-                                              str(spec_path)], capture_output=True, text=True, env=bare_env,
-                                             cwd=str(REPO), check=True)
-                        bare = json.loads(out.stdout.strip().splitlines()[-1])
-                        bare_rates.append(bare["window_img_per_s"])
-                        bare_epochs_only.append(bare["epochs_only_img_per_s"])
-                    last = (agent_rates if which == "agent" else bare_rates)[-1]
+                        if which == "runner":
+                            runner_rates.append(run_runner(spec_path, bare_env, tmp))
+                        else:
+                            out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"),
+                                                  str(spec_path)], capture_output=True, text=True, env=bare_env,
+                                                 cwd=str(REPO), check=True)
+                            bare = json.loads(out.stdout.strip().splitlines()[-1])
+                            bare_rates.append(bare["window_img_per_s"])
+                            bare_epochs_only.append(bare["epochs_only_img_per_s"])
+                    last = {"agent": agent_rates, "bare": bare_rates, "runner": runner_rates}[which][-1]
                     print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
     finally:
         agent.terminate()
@@ -127,6 +147,7 @@ def main() -> None:
         "machine": platform.node(), "case": case, "rounds": args.rounds,
         "agent_img_per_s": agent_rates, "bare_img_per_s": bare_rates,
         "bare_epochs_only_img_per_s": bare_epochs_only,
+        "runner_direct_img_per_s": runner_rates or None,
         "agent_median": statistics.median(agent_rates), "bare_median": statistics.median(bare_rates),
         "ratio": ratio, "target": 0.98, "pass": ratio >= 0.98,
     }
