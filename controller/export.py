@@ -69,6 +69,7 @@ def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterabl
         "img_per_s_mean": summary.mean_img_per_s if summary else None,
         "img_per_s_std": summary.std_img_per_s if summary else None,
         "n_batches": summary.n_batches if summary else None,
+        "n_samples": summary.n_samples if summary else None,
         "images": summary.images if summary else None,
         "window_s": summary.window_s if summary else None,
         "repeats": spread.n if spread else None,

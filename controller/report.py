@@ -199,6 +199,7 @@ class Cell:
     mean_img_per_s: float | None = None  # per batch
     batch_sd: float | None = None  # sd of per-batch img/s
     n_batches: int | None = None
+    n_samples: int | None = None  # per-batch samples behind batch_sd (fewer than n_batches when pooled)
     window_s: float | None = None
     repeats: int = 0
     repeat_sd: float | None = None  # sd of the repeats' window img/s
@@ -236,7 +237,11 @@ class Cell:
     def sd_basis(self) -> str:
         if self.repeats >= 2:
             return f"{self.repeats} repeats"
-        return f"{self.n_batches} batches" if self.n_batches else "-"
+        if not self.n_batches:
+            return "-"
+        if self.n_samples is not None and self.n_samples != self.n_batches:
+            return f"{self.n_samples} samples of {self.n_batches} batches"
+        return f"{self.n_batches} batches"
 
     @property
     def config(self) -> tuple[str, str, str, int, str, int]:
@@ -307,6 +312,7 @@ def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
         mean_img_per_s=res.summary.mean_img_per_s,
         batch_sd=res.summary.std_img_per_s,
         n_batches=res.summary.n_batches,
+        n_samples=res.summary.n_samples,
         window_s=res.summary.window_s,
         repeats=len(runs),
         repeat_sd=repeat_sd,

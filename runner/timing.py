@@ -178,6 +178,7 @@ class RunTimer(object):
             "mean_img_per_s": mean,
             "std_img_per_s": std,
             "n_batches": self.window_batches,
+            "n_samples": len(per_batch),
             "images": self.window_images,
             "window_s": self.window_s,
         }

@@ -41,6 +41,10 @@ class ThroughputSummary(StrictModel):
     mean_img_per_s: float = Field(ge=0)
     std_img_per_s: float = Field(ge=0)
     n_batches: int = Field(ge=0)
+    n_samples: int | None = Field(
+        default=None, ge=0, description="per-batch samples behind median/mean/std: n_batches, or fewer where "
+        "short batches were pooled (absent in results from before it was recorded)"
+    )
     images: int = Field(ge=0)
     window_s: float = Field(ge=0)
 

@@ -15,6 +15,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -28,6 +29,7 @@ from controller.render.markdown import render_markdown
 from controller.render.tabular import render_csv, render_json
 from controller.render.terminal import render_terminal
 from controller.report import (
+    Cell,
     Report,
     Selection,
     SelectionError,
@@ -419,3 +421,12 @@ def test_knob_variants_are_separate_cells() -> None:
     assert len(torch_cells) == 4
     assert round(torch_cells["bf16 · channels_last · compiled"]) == 6001
     assert round(torch_cells["bf16 · channels_last · eager"]) == 3875
+
+
+def test_sd_basis_names_pooled_samples() -> None:
+    base: dict[str, Any] = dict(device_id="d", workload="W", model="mlp", dataset="fashion-mnist", mode="train",
+                backend="keras-jax", batch_size=32, precision="fp32", gpus=0, outcome="OK", job_id="j",
+                img_per_s=1.0, repeats=1)
+    assert Cell(**base, n_batches=64, n_samples=64).sd_basis == "64 batches"
+    assert Cell(**base, n_batches=64, n_samples=12).sd_basis == "12 samples of 64 batches"
+    assert Cell(**base, n_batches=64).sd_basis == "64 batches"  # results from before n_samples

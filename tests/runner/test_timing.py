@@ -79,6 +79,7 @@ def test_short_threaded_batches_are_grouped_into_samples_of_min_length() -> None
     timer.epoch_end()
     s = timer.summary()
     assert s["n_batches"] == 60 and s["images"] == 60 * 32
+    assert s["n_samples"] == len(timer.window_batch_s) < 60
     assert sum(timer.window_batch_images) == 60 * 32
     assert all(d >= MIN_SAMPLE_S for d in timer.window_batch_s[:-1])
     assert len(timer.window_batch_s) < 60
@@ -95,3 +96,4 @@ def test_main_thread_batches_stay_one_sample_each() -> None:
         timer.batch_end()
     timer.epoch_end()
     assert len(timer.window_batch_s) == 30 and timer.summary()["n_batches"] == 30
+    assert timer.summary()["n_samples"] == 30
