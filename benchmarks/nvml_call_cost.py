@@ -85,7 +85,6 @@ def measure(func: Callable[[], Any], reps: int) -> dict[str, Any]:
 
 
 def nvml_calls(nvml: Any, handle: Any) -> dict[str, Callable[[], Any]]:
-    fi = nvml
     calls: dict[str, Callable[[], Any]] = {
         "utilization": lambda: nvml.nvmlDeviceGetUtilizationRates(handle),
         "memory_v1": lambda: nvml.nvmlDeviceGetMemoryInfo(handle),
@@ -98,10 +97,10 @@ def nvml_calls(nvml: Any, handle: Any) -> dict[str, Callable[[], Any]]:
         "clock_event_reasons": lambda: nvml.nvmlDeviceGetCurrentClocksEventReasons(handle),
         "compute_processes": lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle),
         "graphics_processes": lambda: nvml.nvmlDeviceGetGraphicsRunningProcesses(handle),
-        "field_power_instant": lambda: nvml.nvmlDeviceGetFieldValues(handle, [fi.NVML_FI_DEV_POWER_INSTANT]),
-        "field_energy": lambda: nvml.nvmlDeviceGetFieldValues(handle, [fi.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION]),
+        "field_power_instant": lambda: nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT]),
+        "field_energy": lambda: nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION]),
         "field_power+energy": lambda: nvml.nvmlDeviceGetFieldValues(
-            handle, [fi.NVML_FI_DEV_POWER_INSTANT, fi.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION]
+            handle, [nvml.NVML_FI_DEV_POWER_INSTANT, nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION]
         ),
         "samples_gpu_util": lambda: nvml.nvmlDeviceGetSamples(handle, nvml.NVML_GPU_UTILIZATION_SAMPLES, 0),
         "samples_power": lambda: nvml.nvmlDeviceGetSamples(handle, nvml.NVML_TOTAL_POWER_SAMPLES, 0),

@@ -215,26 +215,25 @@ class NvmlTelemetry(Telemetry):
         self._every_tick = READ_PLANS[plan]
         if nvml is None:
             try:
-                import pynvml as nvml_module
+                import pynvml
             except ImportError as exc:
                 raise TelemetryUnavailable("nvidia-ml-py (pynvml) is not installed") from exc
-            nvml = nvml_module
-        pynvml = nvml
-        self._nvml = pynvml
+            nvml = pynvml
+        self._nvml = nvml
         try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
             raise TelemetryUnavailable(f"NVML did not initialise: {exc}") from exc
         try:
-            count = int(pynvml.nvmlDeviceGetCount())
+            count = int(nvml.nvmlDeviceGetCount())
             if count == 0:
                 raise TelemetryUnavailable("NVML sees no GPU")
-            self._devices = [_Device(pynvml, i, clock) for i in range(count)]
-        except pynvml.NVMLError as exc:
-            pynvml.nvmlShutdown()
+            self._devices = [_Device(nvml, i, clock) for i in range(count)]
+        except nvml.NVMLError as exc:
+            nvml.nvmlShutdown()
             raise TelemetryUnavailable(f"NVML could not list GPUs: {exc}") from exc
         except TelemetryUnavailable:
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
             raise
         self._closed = False
 

@@ -124,11 +124,6 @@ case "$PHASE" in
       --sweep-id "h200x$NGPU-keras-jax-dp" --wait-timeout 380 >"$W/extras/dispatch.txt" 2>&1
     ;;
   telemetry)  # NVML call costs, telemetry check vs nvidia-smi, sampler cost per read plan and with no NVML
-    # beside it on GPU 0: the Keras-JAX harness overhead (agent vs bare loop)
-    timeout 400 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
-      --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index 0 --rounds 2 \
-      --out "$W/extras/overhead_keras_jax.json" >"$W/extras/overhead.txt" 2>&1 &
-    OVH=$!
     CUDA_DEVICE_ORDER=PCI_BUS_ID timeout 200 python3 benchmarks/nvml_call_cost.py --out "$W/extras" --gpu "$LAST" \
       >"$W/extras/nvml_call_cost.txt" 2>&1
     CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 240 python3 benchmarks/gpu_telemetry_check.py \
@@ -136,16 +131,10 @@ case "$PHASE" in
     CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$LAST timeout 100 python3 benchmarks/gpu_telemetry_check.py \
       --out "$W/tel-none" --telemetry none --workload torch >"$W/extras/telemetry_check_none.txt" 2>&1
     cp "$W"/tel-none/gpu_telemetry_check.json "$W/extras/gpu_telemetry_check_none.json" 2>/dev/null
-    wait $OVH
     cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
     cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
     cat "$W/extras/nvml_call_cost.txt"
     tail -3 "$W/extras/telemetry_check_none.txt"
-    ;;
-  overhead-jax)  # Keras-JAX harness overhead (agent vs bare loop) on GPU 0
-    timeout 500 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
-      --samples 2560 --epochs 6 --precision bf16 --gpus 1 --gpu-index 0 --rounds 2 \
-      --out "$W/extras/overhead_keras_jax.json" >"$W/extras/overhead.txt" 2>&1
     ;;
   keras-async)  # after the async-safe timer callback: Keras harness overheads, then Keras-JAX DataParallel
     timeout 300 python3 benchmarks/harness_overhead.py --backend keras-jax --workload imagenet-resnet50 --batch-size 256 \
