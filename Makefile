@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,keras-jax,keras-torch,torch,docker,postgres,report,parquet]" "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev,keras-jax-cpu,keras-torch,torch,docker,postgres,report,parquet,broker]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +39,7 @@ legacy:
 	scripts/setup-legacy-venvs.sh
 
 schemas: $(STAMP)
-	$(VENV)/bin/controller schema export schemas/json
+	$(VENV)/bin/controller schema export edgebench/schemas/json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -23,9 +23,9 @@ def keras_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
     import keras
     import numpy as np
 
-    from runner import keras_common
-    from runner.datasets import load
-    from runner.keras3 import make_sync
+    from edgebench.runner import keras_common
+    from edgebench.runner.datasets import load
+    from edgebench.runner.keras3 import make_sync
 
     wl = spec["workload"]
     data_format = spec.get("data_format") or "channels_last"
@@ -35,7 +35,7 @@ def keras_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
     x, y, _ = load(wl["dataset"], ".", True, wl.get("samples"))
     x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
     model = keras_common.build_model(keras, spec, data_format, policy != "float32")
-    from runner import keras_models
+    from edgebench.runner import keras_models
 
     model.compile(optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -61,7 +61,7 @@ def torch_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
     import torch
     import torch.nn.functional as F
 
-    from runner import torch_native as tn
+    from edgebench.runner import torch_native as tn
 
     wl = spec["workload"]
     placement, _ = tn.placement_for(torch, spec)

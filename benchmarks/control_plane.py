@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgebench.broker import free_port
+from edgebench.common.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -104,18 +104,18 @@ class Broker:
 def bench_latency(broker: Broker, workdir: Path, jobs: int) -> dict[str, Any]:
     import yaml
 
-    from controller.config import ControllerConfig
-    from controller.fleet import Dispatched, FleetClient
-    from controller.plan import build_job
-    from controller.store import ResultStore
-    from schemas import TERMINAL_STATES, JobEvent, JobState
+    from edgebench.controller.config import ControllerConfig
+    from edgebench.controller.fleet import Dispatched, FleetClient
+    from edgebench.controller.plan import build_job
+    from edgebench.controller.store import ResultStore
+    from edgebench.schemas import TERMINAL_STATES, JobEvent, JobState
 
     fleet = f"lat{uuid.uuid4().hex[:8]}"
     config = workdir / "agent.yaml"
     config.write_text(yaml.safe_dump({"backends": {"sleep": {"executor": "local"}}, "telemetry": "none"}))
     log = (workdir / "agent.log").open("wb")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(config), "--broker", broker.url,
+        [sys.executable, "-m", "edgebench.agent.cli", "run", "--config", str(config), "--broker", broker.url,
          "--device-id", "bench1", "--fleet", fleet, "--state-dir", str(workdir / "agent-state"),
          "--dataset-root", str(workdir), "--log-level", "WARNING"],
         stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
@@ -163,11 +163,11 @@ def bench_latency(broker: Broker, workdir: Path, jobs: int) -> dict[str, Any]:
 
 def real_result(workdir: Path) -> Any:
     """One Result as the agent builds it, from a real sleep runner."""
-    from agent.config import LocalBackend
-    from agent.executor import LocalExecutor, install_runner_code
-    from agent.fingerprint import machine_fingerprint
-    from agent.jobrun import JobRun
-    from controller.plan import build_job
+    from edgebench.agent.config import LocalBackend
+    from edgebench.agent.executor import LocalExecutor, install_runner_code
+    from edgebench.agent.fingerprint import machine_fingerprint
+    from edgebench.agent.jobrun import JobRun
+    from edgebench.controller.plan import build_job
 
     job = build_job({"backend": "sleep", "workload": "fashion-mnist-mlp", "epochs": 3, "steps_per_epoch": 5,
                      "synthetic": True}, "template")
@@ -184,12 +184,12 @@ def real_result(workdir: Path) -> Any:
 def bench_ingestion(broker: Broker, workdir: Path, events: int, batch: int, result: Any) -> dict[str, Any]:
     import threading
 
-    from controller.config import ControllerConfig
-    from controller.fleet import FleetClient
-    from controller.store import ResultStore
-    from edgebench.mqtt import BrokerSettings, MqttClient
-    from schemas import Envelope, JobEvent, JobState, topics
-    from schemas.envelope import encode
+    from edgebench.common.mqtt import BrokerSettings, MqttClient
+    from edgebench.controller.config import ControllerConfig
+    from edgebench.controller.fleet import FleetClient
+    from edgebench.controller.store import ResultStore
+    from edgebench.schemas import Envelope, JobEvent, JobState, topics
+    from edgebench.schemas.envelope import encode
 
     fleet = f"ing{uuid.uuid4().hex[:8]}"
     cfg = ControllerConfig(broker_url=broker.url, fleet=fleet,

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgebench.broker import free_port
+from edgebench.common.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -71,8 +71,8 @@ def host_main(args: argparse.Namespace) -> None:
     """Run ``count`` agents in this process until stdin closes; print stats as JSON."""
     import logging
 
-    from agent.config import AgentConfig
-    from agent.daemon import Agent
+    from edgebench.agent.config import AgentConfig
+    from edgebench.agent.daemon import Agent
 
     logging.basicConfig(level=logging.WARNING)
     _raise_fd_limit()
@@ -154,7 +154,7 @@ def measure_agent_idle_rss(broker_url: str, workdir: Path, idle_s: float = 10.0)
     """A real `agent run` process (default config: five backends probed), idle."""
     import psutil
 
-    cmd = [sys.executable, "-m", "agent.cli", "run", "--broker", broker_url, "--device-id", "idle-rss",
+    cmd = [sys.executable, "-m", "edgebench.agent.cli", "run", "--broker", broker_url, "--device-id", "idle-rss",
            "--fleet", "rss", "--state-dir", str(workdir / "idle-agent"), "--dataset-root", str(workdir)]
     proc = subprocess.Popen(cmd, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -187,8 +187,8 @@ def _cpu_s(pids: dict[str, list[int]]) -> dict[str, float]:
 
 def run_scenario(fleet: Any, scenario: str, device_ids: list[str], timeout_s: float,
                  pids: dict[str, list[int]]) -> dict[str, Any]:
-    from controller.fleet import Dispatched
-    from controller.plan import build_job
+    from edgebench.controller.fleet import Dispatched
+    from edgebench.controller.plan import build_job
 
     tag = f"{scenario}-{int(time.time())}"
     backend = "keras-tensorflow1" if scenario == "reject" else "sleep"  # not configured on the agents
@@ -257,9 +257,9 @@ def main() -> None:
 
     import psutil
 
-    from controller.config import ControllerConfig
-    from controller.fleet import FleetClient
-    from controller.store import ResultStore
+    from edgebench.controller.config import ControllerConfig
+    from edgebench.controller.fleet import FleetClient
+    from edgebench.controller.store import ResultStore
 
     _raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="fleet-scale-"))

@@ -175,7 +175,7 @@ def rel_diff(ours: float | None, ref: float | None) -> float | None:
 
 
 def compare_with_smi(report: Any, smi_rows: list[dict[str, float | None]], gpu: int) -> dict[str, Any]:
-    from agent.telemetry.summary import in_windows
+    from edgebench.agent.telemetry.summary import in_windows
 
     windows = list(report.windows)
     smi_in = [r for r in smi_rows if in_windows(float(r["t"] or 0), windows)]
@@ -235,7 +235,7 @@ def run_job(
     smi_csv: Path | None,
     gpu: int,
 ) -> tuple[Any, dict[str, Any]]:
-    from agent.telemetry import Sampler
+    from edgebench.agent.telemetry import Sampler
 
     facts: dict[str, Any] = {}
     smi = start_smi(gpu, smi_csv) if smi_csv is not None else None
@@ -287,8 +287,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     setup_path(args.wheels)
-    from agent.telemetry import create_telemetry
-    from agent.telemetry.nvml import DEFAULT_READ_PLAN, READ_PLANS
+    from edgebench.agent.telemetry import create_telemetry
+    from edgebench.agent.telemetry.nvml import DEFAULT_READ_PLAN, READ_PLANS
 
     args.out.mkdir(parents=True, exist_ok=True)
     plan = args.plan or DEFAULT_READ_PLAN

@@ -25,11 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from controller.config import ControllerConfig  # noqa: E402
-from controller.fleet import Dispatched, FleetClient  # noqa: E402
-from controller.plan import build_job  # noqa: E402
-from controller.store import ResultStore  # noqa: E402
-from edgebench.broker import EmbeddedBroker  # noqa: E402
+from edgebench.common.broker import EmbeddedBroker  # noqa: E402
+from edgebench.controller.config import ControllerConfig  # noqa: E402
+from edgebench.controller.fleet import Dispatched, FleetClient  # noqa: E402
+from edgebench.controller.plan import build_job  # noqa: E402
+from edgebench.controller.store import ResultStore  # noqa: E402
 
 
 def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> None:
@@ -44,7 +44,8 @@ def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> N
 
 def run_runner(spec_path: Path, env: dict[str, str], tmp: Path) -> float:
     """`python -m runner` on the job file, as the agent starts it but alone; its window img/s."""
-    out = subprocess.run([sys.executable, "-m", "runner", "--job", str(spec_path), "--dataset-root", str(tmp)],
+    out = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(spec_path),
+                          "--dataset-root", str(tmp)],
                          capture_output=True, text=True, env=env, cwd=str(REPO), check=True)
     for line in out.stdout.splitlines():
         msg = json.loads(line)
@@ -90,8 +91,8 @@ def main() -> None:
         agent_yaml["backends"] = {args.backend: {"env": {"PYTHONPATH": os.environ["PYTHONPATH"]}}}
     agent_cfg.write_text(json.dumps(agent_yaml))  # JSON is YAML
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(agent_cfg), "--broker", url, "--fleet", "overhead",
-         "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
+        [sys.executable, "-m", "edgebench.agent.cli", "run", "--config", str(agent_cfg), "--broker", url,
+         "--fleet", "overhead", "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
         stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
     agent_rates: list[float] = []
     bare_rates: list[float] = []

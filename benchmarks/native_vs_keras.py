@@ -49,7 +49,7 @@ def run_job(spec: dict[str, Any], out: Path, suite: str, root: str = "/tmp", tim
     t0 = time.time()
     load = os.getloadavg()[0]
     try:
-        proc = subprocess.run([sys.executable, "-m", "runner", "--job", str(path), "--dataset-root", root],
+        proc = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(path), "--dataset-root", root],
                               cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout_s,
                               check=False)
     except subprocess.TimeoutExpired:

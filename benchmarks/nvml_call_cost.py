@@ -121,8 +121,8 @@ def main() -> int:
     setup_path(args.wheels)
     import pynvml as nvml
 
-    from agent.telemetry.nvml import READ_PLANS, NvmlTelemetry
-    from agent.telemetry.process import ProcessTreeMeter
+    from edgebench.agent.telemetry.nvml import READ_PLANS, NvmlTelemetry
+    from edgebench.agent.telemetry.process import ProcessTreeMeter
 
     args.out.mkdir(parents=True, exist_ok=True)
     load = None

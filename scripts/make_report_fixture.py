@@ -40,11 +40,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from controller.config import ControllerConfig  # noqa: E402
-from controller.fleet import Dispatched, FleetClient  # noqa: E402
-from controller.plan import build_job  # noqa: E402
-from controller.store import ResultStore  # noqa: E402
-from edgebench.broker import EmbeddedBroker, free_port  # noqa: E402
+from edgebench.common.broker import EmbeddedBroker, free_port  # noqa: E402
+from edgebench.controller.config import ControllerConfig  # noqa: E402
+from edgebench.controller.fleet import Dispatched, FleetClient  # noqa: E402
+from edgebench.controller.plan import build_job  # noqa: E402
+from edgebench.controller.store import ResultStore  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Broker:
 
 
 def start_agent(dev: Device, broker_url: str, fleet: str, workdir: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "agent.cli", "run", "--broker", broker_url, "--device-id", dev.device_id,
+    cmd = [sys.executable, "-m", "edgebench.agent.cli", "run", "--broker", broker_url, "--device-id", dev.device_id,
            "--fleet", fleet, "--state-dir", str(workdir / dev.device_id), "--dataset-root", str(workdir / "data"),
            "--log-level", "WARNING", *dev.extra]
     for tag in dev.tags:

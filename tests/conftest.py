@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ControllerConfig
-from edgebench.broker import free_port
+from edgebench.common.broker import free_port
+from edgebench.controller.config import ControllerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 # rich sizes tables from COLUMNS: keep CLI output in tests wide and untruncated
@@ -130,7 +130,8 @@ class AgentProcess:
         return self.state_dir.parent / f"{self.device_id}.log"
 
     def start(self) -> AgentProcess:
-        cmd = [sys.executable, "-m", "agent.cli", "run", "--broker", self.broker_url, "--device-id", self.device_id,
+        cmd = [sys.executable, "-m", "edgebench.agent.cli", "run", "--broker", self.broker_url,
+               "--device-id", self.device_id,
                "--fleet", self.fleet, "--state-dir", str(self.state_dir), "--dataset-root", str(self.dataset_root),
                "--log-level", "INFO", *self.extra]
         if self.config is not None:

@@ -6,11 +6,11 @@ import json
 import time
 from typing import Any
 
-from controller.fleet import Dispatched, FleetClient
-from controller.plan import build_job
-from edgebench.mqtt import BrokerSettings, MqttClient
-from schemas import AgentStatus, Envelope, JobEvent, JobSpec, topics
-from schemas.envelope import decode, encode
+from edgebench.common.mqtt import BrokerSettings, MqttClient
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.plan import build_job
+from edgebench.schemas import AgentStatus, Envelope, JobEvent, JobSpec, topics
+from edgebench.schemas.envelope import decode, encode
 
 
 def wait_online(fleet: FleetClient, *device_ids: str, timeout_s: float = 180,

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgebench.broker import free_port
+from edgebench.common.broker import free_port
 
 
 class PgUnavailable(RuntimeError):

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-from controller.fleet import Dispatched, FleetClient
-from controller.store import ResultStore
-from schemas import JobEvent, JobSpec, JobState
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import JobEvent, JobSpec, JobState
 
 # One profile for everyone: no example database (nothing written into the
 # checkout), no deadline (a broker round trip is not a unit of work).

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from controller.fleet import Dispatched, FleetClient
-from controller.plan import build_job
-from controller.store import ResultStore
-from schemas import JobState
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.plan import build_job
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import JobState
 from tests.helpers import RawClient, run_jobs, sleep_job, wait_online
 
 
@@ -69,8 +69,8 @@ def test_two_agents_at_once(start_agent, controller_cfg):
 def test_bad_job_rejected_naming_the_field(start_agent, mosquitto, fleet, controller_cfg, mutate, field):
     import json
 
-    from schemas import Envelope
-    from schemas.envelope import encode
+    from edgebench.schemas import Envelope
+    from edgebench.schemas.envelope import encode
 
     agent = start_agent("box1")
     with FleetClient(controller_cfg, ResultStore(controller_cfg.store_url)) as fc:

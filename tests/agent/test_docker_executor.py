@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.config import BackendConfig, DockerBackend, LocalBackend
-from agent.docker_executor import (
+from edgebench.agent.config import BackendConfig, DockerBackend, LocalBackend
+from edgebench.agent.docker_executor import (
     DockerExecutor,
     DockerRunnerProcess,
     ImageNotAllowed,
@@ -23,9 +23,9 @@ from agent.docker_executor import (
     image_allowed,
     normalize_image_ref,
 )
-from agent.jobrun import JobRun
-from agent.validation import Rejection
-from schemas import Backend, JobSpec, JobState
+from edgebench.agent.jobrun import JobRun
+from edgebench.agent.validation import Rejection
+from edgebench.schemas import Backend, JobSpec, JobState
 from tests.helpers import sleep_job
 from tests.images.fixtures import agent_image, docker_client, jax_image  # noqa: F401 - fixtures
 
@@ -119,7 +119,7 @@ def test_sleep_job_through_jobrun(jax_image, tmp_path) -> None:  # noqa: F811
 
 
 def _fingerprint(libraries: dict[str, str]):  # type: ignore[no-untyped-def]
-    from agent.fingerprint import machine_fingerprint
+    from edgebench.agent.fingerprint import machine_fingerprint
 
     return machine_fingerprint(libraries, [])
 
@@ -218,7 +218,7 @@ def test_remove_stale_runners(docker_client, jax_image, tmp_path) -> None:  # no
 def test_finds_its_own_container(docker_client, agent_image) -> None:  # noqa: F811
     """Inside a container the executor finds that container's id (for path
     translation); on the engine's host, other containers' mounts do not fool it."""
-    from agent.docker_executor import _container_id_from_mountinfo
+    from edgebench.agent.docker_executor import _container_id_from_mountinfo
 
     if not Path("/.dockerenv").exists():
         assert _container_id_from_mountinfo() is None

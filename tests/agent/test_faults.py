@@ -9,10 +9,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from controller.config import ControllerConfig
-from controller.fleet import FleetClient
-from controller.store import ResultStore
-from schemas import ErrorType, JobEvent, JobState
+from edgebench.controller.config import ControllerConfig
+from edgebench.controller.fleet import FleetClient
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import ErrorType, JobEvent, JobState
 from tests.agent.conftest import (
     Watcher,
     all_gone,
@@ -197,9 +197,9 @@ def test_ingestion_is_idempotent_whatever_the_broker_redelivers(start_agent, wat
     broker may after reconnects: the store does not change."""
     import random
 
-    from edgebench.mqtt import BrokerSettings, MqttClient
-    from schemas import Envelope, topics
-    from schemas.envelope import encode
+    from edgebench.common.mqtt import BrokerSettings, MqttClient
+    from edgebench.schemas import Envelope, topics
+    from edgebench.schemas.envelope import encode
 
     agent = start_agent("box1")
     wait_online(watcher.fc, "box1", agents=[agent])
@@ -230,8 +230,8 @@ def test_ingestion_is_idempotent_whatever_the_broker_redelivers(start_agent, wat
 def test_jobs_on_topics_the_agent_no_longer_serves_are_ignored(start_agent, private_mosquitto, fleet, tmp_path):
     """The persistent session keeps an earlier configuration's subscriptions
     (here: tag ``old``); the agent must not run what arrives through them."""
-    from schemas import Envelope, topics
-    from schemas.envelope import encode
+    from edgebench.schemas import Envelope, topics
+    from edgebench.schemas.envelope import encode
     from tests.helpers import RawClient
 
     cfg = _private_cfg(private_mosquitto, fleet, tmp_path)

@@ -31,10 +31,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgebench.mqtt import BrokerSettings, MqttClient
-from runner.catalogue import WORKLOADS
-from schemas import AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, JobState, topics
-from schemas.envelope import DecodeError, decode, encode
+from edgebench.common.mqtt import BrokerSettings, MqttClient
+from edgebench.runner.catalogue import WORKLOADS
+from edgebench.schemas import AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, JobState, topics
+from edgebench.schemas.envelope import DecodeError, decode, encode
 from tests.conftest import AgentProcess, Mosquitto
 from tests.helpers import sleep_job
 
@@ -391,7 +391,7 @@ def test_no_job_field_can_name_a_path() -> None:
     step, no absolute path: job ids become directory names on the agent)."""
     import re
 
-    from schemas.base import Identifier
+    from edgebench.schemas.base import Identifier
 
     [pattern] = [m.pattern for m in Identifier.__metadata__ if hasattr(m, "pattern")]  # type: ignore[attr-defined]
     assert not re.fullmatch(pattern, "../x") and not re.fullmatch(pattern, ".x") and not re.fullmatch(pattern, "a/b")

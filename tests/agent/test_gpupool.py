@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent.gpupool import GpuPool
+from edgebench.agent.gpupool import GpuPool
 
 
 def test_all_or_nothing_and_release() -> None:

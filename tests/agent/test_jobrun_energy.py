@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent.config import LocalBackend
-from agent.executor import LocalExecutor, install_runner_code
-from agent.fingerprint import machine_fingerprint
-from agent.jobrun import JobRun
-from agent.telemetry import Sampler
-from agent.telemetry.nogpu import NoGpuTelemetry
-from schemas import JobState
+from edgebench.agent.config import LocalBackend
+from edgebench.agent.executor import LocalExecutor, install_runner_code
+from edgebench.agent.fingerprint import machine_fingerprint
+from edgebench.agent.jobrun import JobRun
+from edgebench.agent.telemetry import Sampler
+from edgebench.agent.telemetry.nogpu import NoGpuTelemetry
+from edgebench.schemas import JobState
 from tests.helpers import sleep_job
 
 

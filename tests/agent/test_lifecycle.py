@@ -10,10 +10,10 @@ import time
 
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.store import ResultStore
-from schemas import ErrorType, JobEvent, JobState, Result
-from schemas.telemetry import TimeSeries
+from edgebench.controller.cli import app
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import ErrorType, JobEvent, JobState, Result
+from edgebench.schemas.telemetry import TimeSeries
 from tests.agent.conftest import all_gone, sleep_backend, wait_runner_tree, wait_until, write_agent_config
 from tests.helpers import RawClient, sleep_job, wait_online
 
@@ -160,10 +160,10 @@ def _event(state: JobState, **fields) -> JobEvent:
 
 def _real_result(tmp_path) -> Result:
     """A Result as the agent builds it, from a real sleep runner."""
-    from agent.config import LocalBackend
-    from agent.executor import LocalExecutor, install_runner_code
-    from agent.fingerprint import machine_fingerprint
-    from agent.jobrun import JobRun
+    from edgebench.agent.config import LocalBackend
+    from edgebench.agent.executor import LocalExecutor, install_runner_code
+    from edgebench.agent.fingerprint import machine_fingerprint
+    from edgebench.agent.jobrun import JobRun
 
     run = JobRun(job=sleep_job("j"), attempt=1, device_id="box1",
                  executor=LocalExecutor(LocalBackend(), install_runner_code(tmp_path / "code")),
@@ -177,8 +177,8 @@ def _real_result(tmp_path) -> Result:
 def test_encode_event_trims_in_order(tmp_path):
     import json
 
-    from agent.eventsize import encode_event
-    from schemas.envelope import decode
+    from edgebench.agent.eventsize import encode_event
+    from edgebench.schemas.envelope import decode
 
     big_ts = TimeSeries(t_s=[i * 0.1 for i in range(20_000)], columns={"cpu_pct": [50.0] * 20_000})
     result = _real_result(tmp_path).model_copy(update={"timeseries": big_ts})

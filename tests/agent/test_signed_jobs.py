@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from controller.fleet import Dispatched, FleetClient
-from controller.store import ResultStore
-from edgebench.signing import generate_keypair, save_private_key, save_public_key, sign_envelope
-from schemas import Envelope, JobState
-from schemas.envelope import encode
+from edgebench.common.signing import generate_keypair, save_private_key, save_public_key, sign_envelope
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import Envelope, JobState
+from edgebench.schemas.envelope import encode
 from tests.helpers import RawClient, run_jobs, sleep_job, wait_online
 
 

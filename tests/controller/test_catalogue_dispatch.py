@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.fleet import Dispatched, FleetClient
-from controller.plan import build_job
-from controller.store import ResultStore
-from runner.catalogue import WORKLOADS
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.plan import build_job
+from edgebench.controller.store import ResultStore
+from edgebench.runner.catalogue import WORKLOADS
 from tests.datasets_fixtures import write_cifar10, write_fashion_mnist
 from tests.helpers import run_jobs, sleep_job, wait_online
 from tests.runner.runjob import write_tiny_imagenet

@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.fleet import FleetClient
-from controller.store import ResultStore
+from edgebench.controller.cli import app
+from edgebench.controller.fleet import FleetClient
+from edgebench.controller.store import ResultStore
 from tests.helpers import wait_online
 
 runner = CliRunner()

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import ControllerConfig
-from controller.fleet import FleetClient
-from controller.store import ResultStore
-from edgebench.mqtt import BrokerSettings, MqttClient
-from schemas import Envelope, ErrorType, JobEvent, JobState, Progress, topics
-from schemas.envelope import encode
+from edgebench.common.mqtt import BrokerSettings, MqttClient
+from edgebench.controller.cli import app
+from edgebench.controller.config import ControllerConfig
+from edgebench.controller.fleet import FleetClient
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import Envelope, ErrorType, JobEvent, JobState, Progress, topics
+from edgebench.schemas.envelope import encode
 from tests.conftest import REPO
 from tests.helpers import wait_online
 
@@ -37,7 +37,8 @@ class Collector:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "--broker", self.cfg.broker_url, "--fleet", self.cfg.fleet,
+            [sys.executable, "-m", "edgebench.controller.cli", "--broker", self.cfg.broker_url,
+             "--fleet", self.cfg.fleet,
              "--store", self.cfg.store_url, "collect"],
             stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
         deadline = time.monotonic() + 30

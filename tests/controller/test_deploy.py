@@ -12,8 +12,9 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from controller.commands.deploy import deploy_cmd
-from controller.deploy import (
+from edgebench.common import pki
+from edgebench.controller.commands.deploy import deploy_cmd
+from edgebench.controller.deploy import (
     LABEL_IMAGE,
     LABEL_IMAGE_ID,
     LABEL_PREVIOUS,
@@ -28,9 +29,8 @@ from controller.deploy import (
     rollback,
     wait_online,
 )
-from controller.fleet import FleetClient
-from controller.store import ResultStore
-from edgebench import pki
+from edgebench.controller.fleet import FleetClient
+from edgebench.controller.store import ResultStore
 from tests.images.fixtures import agent_containers, agent_image, build, docker_client  # noqa: F401 - fixtures
 
 LOCAL = "unix:///var/run/docker.sock"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.plan import PlanError, SweepFile, build_job, build_jobs, load_sweep
+from edgebench.controller.plan import PlanError, SweepFile, build_job, build_jobs, load_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,14 +21,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.fleet import Dispatched, FleetClient
-from controller.plan import build_job
-from controller.render import format as f
-from controller.render.markdown import render_markdown
-from controller.render.tabular import render_csv, render_json
-from controller.render.terminal import render_terminal
-from controller.report import (
+from edgebench.controller.cli import app
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.plan import build_job
+from edgebench.controller.render import format as f
+from edgebench.controller.render.markdown import render_markdown
+from edgebench.controller.render.tabular import render_csv, render_json
+from edgebench.controller.render.terminal import render_terminal
+from edgebench.controller.report import (
     Cell,
     Report,
     Selection,
@@ -38,7 +38,7 @@ from controller.report import (
     select,
     t95,
 )
-from controller.store import ResultRow, ResultStore
+from edgebench.controller.store import ResultRow, ResultStore
 from tests.controller.render.stores import BACKENDS, CPU_DEVICES, copy_store
 from tests.helpers import run_jobs, wait_online
 
@@ -411,8 +411,8 @@ def test_knob_variants_are_separate_cells() -> None:
     """A knob sweep's configurations (layout, compilation) must not merge into one cell."""
     from pathlib import Path
 
-    from controller.report import build_report
-    from controller.store import ResultStore
+    from edgebench.controller.report import build_report
+    from edgebench.controller.store import ResultStore
 
     db = Path(__file__).resolve().parents[2] / "docs/results/h200-2026-11-28/results-study-knobs.db"
     store = ResultStore(f"sqlite:///{db}")

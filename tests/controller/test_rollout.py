@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.fleet import Dispatched, FleetClient
-from controller.rollout import Rollout, RolloutError, RolloutPolicy, run_rollout
-from controller.store import ResultStore
-from schemas import JobState
+from edgebench.controller.cli import app
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.rollout import Rollout, RolloutError, RolloutPolicy, run_rollout
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import JobState
 from tests.helpers import sleep_job, wait_online
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from controller.store import ResultStore
-from schemas import ErrorType, JobEvent, JobState
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import ErrorType, JobEvent, JobState
 from tests.helpers import sleep_job
 
 

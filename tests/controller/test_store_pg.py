@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from controller.store import MIGRATIONS, ResultStore, schema_migrations
-from schemas import AgentStatus, JobEvent, JobState
+from edgebench.controller.store import MIGRATIONS, ResultStore, schema_migrations
+from edgebench.schemas import AgentStatus, JobEvent, JobState
 from tests.helpers import sleep_job
 
 STATES = (JobState.QUEUED, JobState.IN_PROGRESS, JobState.SUCCEEDED)

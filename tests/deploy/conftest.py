@@ -1,5 +1,5 @@
 """A real Mosquitto running deploy/mosquitto/mosquitto.conf and its ACL, with
-certificates and passwords made by edgebench.pki.
+certificates and passwords made by edgebench.common.pki.
 
 The configuration is the production file itself: only its ``/mosquitto/``
 prefix and the four listener ports are rewritten (plus ``user``, so that a
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebench import pki
+from edgebench.common import pki
 from tests.deploy.peer import Credentials, Peer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def provision(root: Path) -> pki.PkiLayout:
     for device_id in CERT_DEVICES:
         pki.issue_device(layout, device_id)
     # devP through the public path (mosquitto_passwd, which is installed here);
-    # devQ's hash computed by edgebench.pki itself, as on a host without mosquitto.
+    # devQ's hash computed by edgebench.common.pki itself, as on a host without mosquitto.
     pki.issue_device(layout, "devP", cert=False, password=pki.generate_password())
     out = layout.device_dir("devQ")
     out.mkdir(parents=True)

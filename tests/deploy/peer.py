@@ -31,7 +31,7 @@ class Received:
 
 @dataclass(frozen=True)
 class Credentials:
-    """How a peer proves who it is: a bundle directory made by edgebench.pki
+    """How a peer proves who it is: a bundle directory made by edgebench.common.pki
     (ca.crt, client.crt, client.key), a password, both or neither."""
 
     ca_file: Path | None = None

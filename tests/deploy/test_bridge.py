@@ -28,13 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ControllerConfig
-from controller.fleet import Dispatched, FleetClient
-from controller.store import ResultStore
-from edgebench import pki
-from edgebench.mqtt import BrokerSettings, MqttClient
-from schemas import Envelope, JobEvent, JobState, topics
-from schemas.envelope import encode
+from edgebench.common import pki
+from edgebench.common.mqtt import BrokerSettings, MqttClient
+from edgebench.controller.config import ControllerConfig
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import Envelope, JobEvent, JobState, topics
+from edgebench.schemas.envelope import encode
 from tests.conftest import REPO
 from tests.deploy.conftest import CONFIG_DIR, MOSQUITTO, PRODUCTION_PORTS, free_ports, render_config
 from tests.helpers import sleep_job, wait_online
@@ -254,7 +254,7 @@ def test_two_collectors_split_a_shared_subscription(mosquitto, fleet: str, tmp_p
     for name in ("a", "b"):
         log = (tmp_path / f"collector-{name}.log").open("wb")
         collectors.append(subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "--broker", mosquitto.url, "--fleet", fleet, "--store",
+            [sys.executable, "-m", "edgebench.controller.cli", "--broker", mosquitto.url, "--fleet", fleet, "--store",
              store_url, "collect", "--shared-group", "collectors", "--instance", name],
             stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO)))
     logs = [tmp_path / f"collector-{n}.log" for n in ("a", "b")]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import AgentConfig, LocalBackend
+from edgebench.agent.config import AgentConfig, LocalBackend
 from tests.conftest import REPO, free_port, mosquitto_binary
 
 DEPLOY = REPO / "deploy"

@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import psutil
 import pytest
 
-from edgebench import pki
-from schemas import topics
+from edgebench.common import pki
+from edgebench.schemas import topics
 from tests.deploy.conftest import CONFIG_DIR, Broker, start_broker, stop_broker
 from tests.deploy.peer import Credentials, Peer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgebench.broker import EmbeddedBroker
-from edgebench.mqtt import BrokerSettings, ConnectError, MqttClient
+from edgebench.common.broker import EmbeddedBroker
+from edgebench.common.mqtt import BrokerSettings, ConnectError, MqttClient
 
 
 def test_url_parsing() -> None:

@@ -1,4 +1,4 @@
-"""edgebench.pki: the certificates, CRLs and password files it writes.
+"""edgebench.common.pki: the certificates, CRLs and password files it writes.
 
 That Mosquitto accepts them (and refuses what it should) is tested against a
 real broker in tests/deploy; here, their contents and the refusals of the tool.
@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edgebench import pki, signing
+from edgebench.common import pki, signing
 
 
 def _mode(path: Path) -> int:
@@ -216,7 +216,7 @@ def test_command_line_provisions_a_site(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_module_runs_as_a_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "edgebench.pki", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "edgebench.common.pki", "--help"], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0
     assert "signing-key" in result.stdout

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgebench import signing
-from edgebench.signing import SignatureError
-from schemas import Backend, CancelRequest, Envelope, JobSpec, Workload, decode, encode
+from edgebench.common import signing
+from edgebench.common.signing import SignatureError
+from edgebench.schemas import Backend, CancelRequest, Envelope, JobSpec, Workload, decode, encode
 
 
 def _job(**overrides: object) -> Envelope:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.images import BuildOptions, BuiltImage, build_images, catalogue
+from edgebench.controller.images import BuildOptions, BuiltImage, build_images, catalogue
 
 BASE_IMAGE = os.environ.get("EDGEBENCH_TEST_BASE_IMAGE", "local/debian:bookworm")
 VERSION = "0.0.0-test"
@@ -103,7 +103,7 @@ def agent_containers(docker_client: Any) -> Iterator[list[str]]:
     """Device ids whose agent containers and volumes are removed after the test."""
     devices: list[str] = []
     yield devices
-    from controller.deploy import Target
+    from edgebench.controller.deploy import Target
 
     for device in devices:
         target = Target(device, "unix:///var/run/docker.sock")

@@ -9,13 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from controller.deploy import DeploySettings, Target, deploy
-from controller.fleet import Dispatched, FleetClient
-from controller.images import ImageSpec, catalogue, check_wheels, hadolint_binary, lint, parse_dockerfile, select
-from controller.plan import build_job
-from controller.store import ResultStore
-from runner.probe import REQUIREMENTS
-from schemas import TERMINAL_STATES, Backend, JobState
+from edgebench.controller.deploy import DeploySettings, Target, deploy
+from edgebench.controller.fleet import Dispatched, FleetClient
+from edgebench.controller.images import (
+    ImageSpec,
+    catalogue,
+    check_wheels,
+    hadolint_binary,
+    lint,
+    parse_dockerfile,
+    select,
+)
+from edgebench.controller.plan import build_job
+from edgebench.controller.store import ResultStore
+from edgebench.runner.probe import REQUIREMENTS
+from edgebench.schemas import TERMINAL_STATES, Backend, JobState
 from tests.helpers import run_jobs, wait_online
 from tests.images.fixtures import (  # noqa: F401 - fixtures
     BASE_IMAGE,

@@ -12,6 +12,21 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+_RUNNER_HOME: Path | None = None
+
+
+def runner_home() -> Path:
+    """A private copy of the runner package, made the way the agent makes it
+    (agent.executor.install_runner_code): ``python -m runner`` then imports the
+    runner alone, as a top-level package, exactly as on an edge box."""
+    global _RUNNER_HOME
+    if _RUNNER_HOME is None:
+        import tempfile
+
+        from edgebench.agent.executor import install_runner_code
+
+        _RUNNER_HOME = install_runner_code(Path(tempfile.mkdtemp(prefix="edgebench-runner-code-")))
+    return _RUNNER_HOME
 
 
 def job(backend: str, model: str, dataset: str, **overrides: Any) -> dict[str, Any]:
@@ -36,11 +51,11 @@ def run_job(spec: dict[str, Any], tmp_path: Path, dataset_root: Path | None = No
     """Return (exit status, protocol messages, stderr)."""
     path = tmp_path / ("%s.json" % spec["job_id"])
     path.write_text(json.dumps(spec))
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=str(runner_home()))
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "--job", str(path), "--dataset-root", str(dataset_root or tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return proc.returncode, messages, proc.stderr
 

@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from runner.datasets import describe, load, read_idx
-from runner.errors import DataMissing
+from edgebench.runner.datasets import describe, load, read_idx
+from edgebench.runner.errors import DataMissing
 from tests.datasets_fixtures import write_cifar10, write_fashion_mnist
 
 

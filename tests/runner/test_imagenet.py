@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import imagenet
-from runner.errors import DataMissing, Unsupported
+from edgebench.runner import imagenet
+from edgebench.runner.errors import DataMissing, Unsupported
 from tests.runner.runjob import job, of_type, run_job, write_tiny_imagenet
 
 pytest.importorskip("PIL")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.result import RunResult
+from edgebench.schemas.result import RunResult
 from tests.runner.runjob import job, of_type, run_job
 
 pytestmark = pytest.mark.slow

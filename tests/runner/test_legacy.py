@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from schemas.job import JobSpec
-from schemas.result import RunResult
+from edgebench.schemas.job import JobSpec
+from edgebench.schemas.result import RunResult
+from tests.runner.runjob import runner_home
 
 REPO = Path(__file__).resolve().parents[2]
 VENVS = Path(os.environ.get("EDGEBENCH_VENVS", REPO / ".cache" / "venvs"))
@@ -90,7 +91,7 @@ def run_runner(venv: str, job: dict[str, Any], tmp_path: Path, dataset_root: Pat
     root = dataset_root or tmp_path / "datasets"
     root.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "PYTHON"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
+    env.update(HOME=str(home), PYTHONPATH=str(runner_home()), TMPDIR=str(tmp_path))
     proc = subprocess.run(
         [str(python), "-m", "runner", "--job", str(job_path), "--dataset-root", str(root)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

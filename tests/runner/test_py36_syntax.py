@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER_FILES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "runner").rglob("*.py"))
+# relative to edgebench/, so that the runner imports as the top-level package
+# `runner`, as it does in the agent's private copy and in the runner images
+PACKAGE_ROOT = REPO / "edgebench"
+RUNNER_FILES = sorted(p.relative_to(PACKAGE_ROOT).as_posix() for p in (PACKAGE_ROOT / "runner").rglob("*.py"))
 
 
 def python36() -> Path | None:
@@ -67,8 +70,8 @@ def _report() -> dict:
     if exe is None:
         pytest.skip("Python 3.6.15 not found under $(pyenv root)/versions (pyenv install 3.6.15)")
     proc = subprocess.run(
-        [str(exe), "-I", "-B", "-c", _CHECK, str(REPO), *RUNNER_FILES],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [str(exe), "-I", "-B", "-c", _CHECK, str(PACKAGE_ROOT), *RUNNER_FILES],
+        cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner.timing import MIN_SAMPLE_S, RunTimer
+from edgebench.runner.timing import MIN_SAMPLE_S, RunTimer
 
 
 class ListEmitter:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.catalogue import WORKLOADS, workload_fields
-from schemas.result import RunResult
+from edgebench.runner.catalogue import WORKLOADS, workload_fields
+from edgebench.schemas.result import RunResult
 from tests.runner.runjob import job, of_type, run_job
 
 torch = pytest.importorskip("torch")
@@ -117,8 +117,8 @@ def test_gpu_asked_without_cuda_is_unsupported(tmp_path: Path) -> None:
 
 def test_cuda_oom_becomes_typed_oom(monkeypatch: pytest.MonkeyPatch) -> None:
     # No GPU here: the allocator's own exception type stands in for a real CUDA OOM.
-    from runner import torch_native
-    from runner.errors import OutOfMemory
+    from edgebench.runner import torch_native
+    from edgebench.runner.errors import OutOfMemory
 
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -132,7 +132,7 @@ def test_cuda_oom_becomes_typed_oom(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_models_match_keras_parameter_counts() -> None:
     # Same architecture as runner/keras_models.py: trainable + BatchNorm moving statistics
     # (Keras's count_params() includes both; torch keeps the latter as buffers).
-    from runner import torch_models
+    from edgebench.runner import torch_models
 
     expected = {  # keras_models.build(...).count_params(), Keras 3.15
         ("mlp", (28, 28, 1), 10): 101_770,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from runner.catalogue import DATASETS, MODEL_DATASETS, WORKLOADS
-from schemas.job import DatasetName, ModelName
+from edgebench.runner.catalogue import DATASETS, MODEL_DATASETS, WORKLOADS
+from edgebench.schemas.job import DatasetName, ModelName
 
 
 def test_schema_literals_match_the_catalogue() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas import Backend, Envelope, JobSpec, MemoryPolicy, Workload
-from schemas.envelope import DecodeError, decode, encode
-from schemas.export import render
+from edgebench.schemas import Backend, Envelope, JobSpec, MemoryPolicy, Workload
+from edgebench.schemas.envelope import DecodeError, decode, encode
+from edgebench.schemas.export import render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_oversized_payload_rejected_before_parsing() -> None:
 
 
 def test_exported_json_schema_is_current() -> None:
-    exported = REPO / "schemas" / "json"
+    exported = REPO / "edgebench" / "schemas" / "json"
     for name, text in render().items():
         path = exported / name
         assert path.exists(), f"{path} missing: run `controller schema export schemas/json`"

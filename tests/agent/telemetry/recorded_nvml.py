@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from agent.telemetry import load_trace
+from edgebench.agent.telemetry import load_trace
 
 
 class NVMLError(Exception):

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from agent.fingerprint import gpu_inventory, machine_fingerprint
-from agent.telemetry import NoGpuTelemetry, ReplayTelemetry, TelemetryUnavailable, create_telemetry
+from edgebench.agent.fingerprint import gpu_inventory, machine_fingerprint
+from edgebench.agent.telemetry import NoGpuTelemetry, ReplayTelemetry, TelemetryUnavailable, create_telemetry
 
 from .conftest import nvml_traces
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.telemetry import JetsonTelemetry, TelemetryUnavailable, parse_tegrastats_line
-from agent.telemetry.jetson import MIB, sample_from_line
+from edgebench.agent.telemetry import JetsonTelemetry, TelemetryUnavailable, parse_tegrastats_line
+from edgebench.agent.telemetry.jetson import MIB, sample_from_line
 
 from .conftest import FIXTURES, tegrastats_lines
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agent.telemetry import NvmlTelemetry, ReplayTelemetry, TelemetryUnavailable, load_trace, summarize
-from agent.telemetry.nvml import decode_clock_event_reasons, process_tree_memory, sample_from_raw
-from agent.telemetry.summary import in_windows
+from edgebench.agent.telemetry import NvmlTelemetry, ReplayTelemetry, TelemetryUnavailable, load_trace, summarize
+from edgebench.agent.telemetry.nvml import decode_clock_event_reasons, process_tree_memory, sample_from_raw
+from edgebench.agent.telemetry.summary import in_windows
 
 from .conftest import nvml_traces
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.telemetry import NvmlTelemetry, Sampler, summarize
-from agent.telemetry.nvml import COUNTER_PERIOD_S, READ_PLANS, SLOW_FIELDS_S
-from agent.telemetry.snapshot import Snapshot
+from edgebench.agent.telemetry import NvmlTelemetry, Sampler, summarize
+from edgebench.agent.telemetry.nvml import COUNTER_PERIOD_S, READ_PLANS, SLOW_FIELDS_S
+from edgebench.agent.telemetry.snapshot import Snapshot
 
 from .conftest import FIXTURES
 from .recorded_nvml import RecordedNvml

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.telemetry import NoGpuTelemetry, ReplayTelemetry, Sampler
-from agent.telemetry.prometheus import MetricsSource, start_metrics_server
+from edgebench.agent.telemetry import NoGpuTelemetry, ReplayTelemetry, Sampler
+from edgebench.agent.telemetry.prometheus import MetricsSource, start_metrics_server
 
 from .conftest import nvml_traces
 

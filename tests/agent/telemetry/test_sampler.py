@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.telemetry import NoGpuTelemetry, ReplayTelemetry, Sampler, load_trace, summarize
-from agent.telemetry.process import ProcessTreeMeter
-from agent.telemetry.sampler import SamplerStateError
-from schemas.job import MemoryPolicy
+from edgebench.agent.telemetry import NoGpuTelemetry, ReplayTelemetry, Sampler, load_trace, summarize
+from edgebench.agent.telemetry.process import ProcessTreeMeter
+from edgebench.agent.telemetry.sampler import SamplerStateError
+from edgebench.schemas.job import MemoryPolicy
 
 from .conftest import nvml_traces
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from agent.telemetry import GpuSample, ProcessSample, Snapshot, build_timeseries, summarize
-from agent.telemetry.summary import integrate, percentile, stat, window_energy_j
+from edgebench.agent.telemetry import GpuSample, ProcessSample, Snapshot, build_timeseries, summarize
+from edgebench.agent.telemetry.summary import integrate, percentile, stat, window_energy_j
 
 
 def snaps(power_w: Sequence[float], energy_mj: Sequence[float | None] | None = None, dt: float = 1.0) -> list[Snapshot]:
@@ -120,7 +120,7 @@ def test_timeseries_is_compact_and_decimated() -> None:
 
 
 def test_timeseries_json_round_trip() -> None:
-    from schemas.telemetry import TimeSeries
+    from edgebench.schemas.telemetry import TimeSeries
 
     ts = build_timeseries(snaps([1.0, 2.0, 3.0], [0.0, 1500.0, 4000.0]), [(100.0, 102.0)])
     again = TimeSeries.model_validate_json(ts.model_dump_json())

@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from controller.store import ResultStore
+from edgebench.controller.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CPU_STORE = FIXTURES / "report_store.sqlite"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.render import charts
-from controller.render.html import render_html
-from controller.report import Report, Selection, build_report, select
+from edgebench.controller.render import charts
+from edgebench.controller.render.html import render_html
+from edgebench.controller.report import Report, Selection, build_report, select
 from tests.controller.render.stores import copy_store
 
 

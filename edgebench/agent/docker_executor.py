@@ -1,0 +1,463 @@
+"""The ``docker`` executor: each job runs in its backend's runner image,
+started through the Docker SDK.
+
+A runner container gets exactly what a job needs and nothing more:
+
+* the job directory (read-only) at /edgebench/job and the dataset root
+  (read-only) at /edgebench/datasets;
+* the GPUs the agent chose for the job, as a device request (the NVIDIA
+  container toolkit renumbers them from 0 inside the container);
+* no network (``network_mode="none"``): runners read local files only;
+* the host's PID namespace (``pid_mode="host"``), so that NVML, which reports
+  per-process GPU memory by host PID, can be matched to the runner's processes;
+* CPU, memory and shared-memory limits from the backend's configuration, no
+  capabilities, and no privilege escalation. (The engine adds no init process
+  when the PID namespace is the host's; removing the container kills every
+  process in its cgroup, the workers a framework started included.)
+
+Only images on the agent's ``image_allowlist`` run. A backend configured with
+another image is reported unavailable by ``probe()`` (so the agent REJECTs its
+jobs with the reason), refused by ``start()``, and :func:`check_job_image` gives
+the daemon the same answer as a Rejection.
+
+When the agent itself runs in a container (docs/DEPLOY.md), the paths it sees
+are not the paths the Docker engine sees. The executor inspects its own
+container and translates job and dataset paths through its mounts, so runner
+containers bind the right host directories.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from edgebench.agent.config import BackendConfig, DockerBackend
+from edgebench.agent.executor import Executor, ExecutorError, RunnerProcess
+from edgebench.agent.validation import Rejection
+from edgebench.schemas import BackendInfo, JobSpec
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+    from docker.models.images import Image
+
+log = logging.getLogger(__name__)
+
+JOB_MOUNT = "/edgebench/job"
+DATASET_MOUNT = "/edgebench/datasets"
+RUNNER_PATH = "/opt/edgebench"  # where the images put the runner package (images/*/Dockerfile*)
+# Set by `controller deploy` on the agent container: its own name, for path translation.
+SELF_CONTAINER_ENV = "EDGEBENCH_AGENT_CONTAINER"
+ROLE_LABEL = "edgebench.role"
+STATE_LABEL = "edgebench.agent-state"
+_STDERR_TAIL_LINES = 2000
+_CONTAINER_ID_RE = re.compile(r"/containers/([0-9a-f]{64})/")
+
+
+class ImageNotAllowed(ExecutorError):
+    pass
+
+
+# -- allowlist ---------------------------------------------------------------------
+def normalize_image_ref(ref: str) -> str:
+    """``name`` -> ``name:latest``; references with a tag or digest are kept."""
+    last = ref.rsplit("/", 1)[-1]
+    if "@" in ref or ":" in last:
+        return ref
+    return f"{ref}:latest"
+
+
+def image_allowed(image: str, allowlist: Sequence[str]) -> bool:
+    """Whether ``image`` matches an allowlist entry: an exact reference (a
+    missing tag means ``latest``) or a shell-style pattern such as
+    ``registry.site/edgebench/*:0.1.*``. An empty allowlist allows nothing."""
+    ref = normalize_image_ref(image)
+    return any(ref == normalize_image_ref(entry) or fnmatchcase(ref, entry) for entry in allowlist)
+
+
+def check_image_allowed(image: str, allowlist: Sequence[str]) -> None:
+    if not image_allowed(image, allowlist):
+        listed = ", ".join(allowlist) if allowlist else "it is empty"
+        raise ImageNotAllowed(f"image {image!r} is not on the agent's image_allowlist ({listed})")
+
+
+def check_job_image(job: JobSpec, backends: Mapping[str, BackendConfig], allowlist: Sequence[str]) -> None:
+    """Raise a Rejection (field ``backend``) when the job's backend runs in an
+    image that the agent's allowlist does not name."""
+    cfg = backends.get(job.backend.value)
+    if isinstance(cfg, DockerBackend) and not image_allowed(cfg.image, allowlist):
+        raise Rejection(f"backend {job.backend.value!r} runs image {cfg.image!r}, which is not on this "
+                        "agent's image_allowlist", "backend")
+
+
+# -- GPUs ----------------------------------------------------------------------------
+def gpu_request(env: Mapping[str, str],
+                uuids: Callable[[list[str]], list[str] | None] | None = None) -> tuple[list[Any], dict[str, str]]:
+    """The device request for the GPUs named by the job environment's
+    CUDA_VISIBLE_DEVICES (as the agent chose them), and the environment
+    overrides for inside the container.
+
+    The agent numbers GPUs as NVML shows them to it. When the agent itself runs
+    in a container that was given only some of the host's GPUs, those numbers
+    are not the host's, and the engine reads device ids as host numbers; so
+    indices are sent as GPU UUIDs, which mean the same everywhere (``uuids``
+    maps them; NVML by default, the indices stay when NVML is absent).
+    Inside the runner container the toolkit exposes only the requested GPUs,
+    numbered from 0, so CUDA_VISIBLE_DEVICES is renumbered; an empty value (a
+    CPU job) means no device request at all.
+    """
+    from docker.types import DeviceRequest
+
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if not visible:
+        return [], {}
+    if visible == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])], {}
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if all(i.isdigit() for i in ids):
+        ids = (uuids or _nvml_uuids)(ids) or ids
+    inside = ",".join(str(i) for i in range(len(ids)))
+    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])], {"CUDA_VISIBLE_DEVICES": inside}
+
+
+def _nvml_uuids(indices: list[str]) -> list[str] | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library: keep the indices
+        return None
+    try:
+        out = []
+        for index in indices:
+            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(int(index)))
+            out.append(uuid.decode() if isinstance(uuid, bytes) else str(uuid))
+        return out
+    except Exception:  # noqa: BLE001 - an index NVML does not know: let the engine say so
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def frameworks_from_label(label: str) -> dict[str, str]:
+    """``"keras==3.15.1 jax[cuda12]==0.10.2"`` -> ``{"keras": "3.15.1", "jax": "0.10.2"}``."""
+    out: dict[str, str] = {}
+    for req in label.split():
+        name, sep, version = req.partition("==")
+        if sep:
+            out[name.split("[", 1)[0]] = version
+    return out
+
+
+def image_digest(image: Image) -> str:
+    """The registry digest (``name@sha256:...``) when the image came from a
+    registry, else its content-addressed id (``sha256:...``) for local builds."""
+    digests = image.attrs.get("RepoDigests") or []
+    return str(digests[0]) if digests else str(image.id)
+
+
+# -- the runner process --------------------------------------------------------------
+class DockerRunnerProcess(RunnerProcess):
+    """A started runner container. Removed after it exits (wait) or when killed."""
+
+    def __init__(self, container: Container, image_ref: str, digest: str):
+        self._container = container
+        self.container_image = image_ref
+        self.container_digest = digest
+        self._lock = threading.Lock()
+        self._stderr: str | None = None
+        self._exit: int | None = None
+        self._removed = False
+        pid = container.attrs.get("State", {}).get("Pid") or 0
+        self._pid: int | None = int(pid) or None
+
+    @property
+    def pid(self) -> int | None:
+        """Host PID of the container's init process (its children are the runner)."""
+        return self._pid
+
+    @property
+    def container_id(self) -> str:
+        return str(self._container.id)
+
+    def lines(self) -> Iterator[str]:
+        import docker.errors
+        import requests
+
+        # stdout only: the protocol. stderr (framework noise) stays in the
+        # container's log for the tail. The stream delivers chunks, not lines;
+        # the log driver also splits lines longer than 16 KiB, which the
+        # concatenation below puts back together.
+        try:
+            stream = self._container.logs(stdout=True, stderr=False, stream=True, follow=True)
+            buf = b""
+            for chunk in stream:
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    yield line.decode("utf-8", "replace") + "\n"
+            if buf:
+                yield buf.decode("utf-8", "replace")
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            # killed and removed under us, or the engine went away: end of stream
+            log.debug("runner log stream ended: %s", exc)
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        import docker.errors
+        import requests
+
+        if self._exit is not None:
+            return self._exit
+        try:
+            status = self._container.wait(timeout=timeout_s)
+        except requests.exceptions.ReadTimeout:
+            raise TimeoutError(f"runner container still running after {timeout_s} s") from None
+        except (docker.errors.NotFound, requests.exceptions.ConnectionError):
+            self._exit = -9  # removed by kill()
+            return self._exit
+        self._exit = int(status.get("StatusCode", -1))
+        self._remove()
+        return self._exit
+
+    def kill(self) -> None:
+        self._remove()
+
+    def stderr_tail(self, max_bytes: int = 8000) -> str:
+        with self._lock:
+            if self._stderr is None and not self._removed:
+                self._stderr = self._fetch_stderr()
+            return (self._stderr or "")[-max_bytes:]
+
+    def _fetch_stderr(self) -> str:
+        import docker.errors
+        import requests
+
+        try:
+            raw = self._container.logs(stdout=False, stderr=True, tail=_STDERR_TAIL_LINES)
+        except (docker.errors.DockerException, requests.RequestException):
+            return ""
+        return bytes(raw).decode("utf-8", "replace")
+
+    def _remove(self) -> None:
+        import docker.errors
+        import requests
+
+        with self._lock:
+            if self._removed:
+                return
+            if self._stderr is None:
+                self._stderr = self._fetch_stderr()
+            try:
+                self._container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.APIError, requests.RequestException) as exc:
+                # "removal already in progress" and engine hiccups: the
+                # container is going or will be swept by remove_stale_runners
+                log.warning("could not remove runner container %s: %s", self._container.id, exc)
+            self._removed = True
+
+
+# -- the executor ------------------------------------------------------------------
+class DockerExecutor(Executor):
+    kind = "docker"
+
+    def __init__(self, cfg: DockerBackend, runner_home: Path, allowlist: list[str],
+                 client: docker.DockerClient | None = None):
+        self.cfg = cfg
+        # runner_home is the agent's copy of the runner code; runner images
+        # carry their own (the image digest identifies the code that ran), so
+        # it only serves to name this agent's runner containers.
+        self.runner_home = runner_home
+        self.allowlist = list(allowlist)
+        self._client = client
+        self._mounts: list[tuple[PurePosixPath, str]] | None = None
+        # recorded in the fingerprint of results run through this executor
+        self.container_image: str = cfg.image
+        self.container_digest: str | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise ExecutorError(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    # -- capabilities -------------------------------------------------------------
+    def probe(self, backend: str) -> BackendInfo:
+        import docker.errors
+        import requests
+
+        def unavailable(detail: str) -> BackendInfo:
+            return BackendInfo(backend=backend, available=False, executor="docker", detail=detail)
+
+        if not image_allowed(self.cfg.image, self.allowlist):
+            return unavailable(f"image {self.cfg.image} is not on the agent's image_allowlist")
+        try:
+            image = self.client.images.get(self.cfg.image)
+        except docker.errors.ImageNotFound:
+            return unavailable(f"image {self.cfg.image} is not on this host "
+                               "(docker pull it, or controller images build)")
+        except (ExecutorError, docker.errors.DockerException, requests.RequestException) as exc:
+            return unavailable(f"Docker engine: {exc}")
+        labels = image.labels or {}
+        built_for = labels.get("edgebench.backend")
+        if built_for != backend:
+            what = f"built for backend {built_for!r}" if built_for else "not an edgebench runner image"
+            return unavailable(f"image {self.cfg.image} is {what} (label edgebench.backend)")
+        self.container_digest = image_digest(image)
+        versions = frameworks_from_label(labels.get("edgebench.frameworks", ""))
+        versions["cuda"] = labels.get("edgebench.cuda", "unknown")
+        if "edgebench.python" in labels:
+            versions["python"] = labels["edgebench.python"]
+        short = str(image.short_id).removeprefix("sha256:")
+        return BackendInfo(backend=backend, available=True, executor="docker",
+                           detail=f"{self.cfg.image} ({short})", versions=versions)
+
+    # -- running ------------------------------------------------------------------
+    def start(self, job_dir: Path, env: dict[str, str], dataset_root: Path) -> RunnerProcess:
+        import docker.errors
+        import requests
+        from docker.types import LogConfig, Mount
+
+        check_image_allowed(self.cfg.image, self.allowlist)
+        try:
+            image = self.client.images.get(self.cfg.image)
+        except docker.errors.ImageNotFound:
+            raise ExecutorError(f"image {self.cfg.image} is not on this host") from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise ExecutorError(f"Docker engine: {exc}") from exc
+        digest = image_digest(image)
+        self.container_digest = digest
+
+        # The runner runs as the image's unprivileged user and only reads the
+        # job directory; the agent may have created it private (0700).
+        job_dir.chmod(0o755)
+        for entry in job_dir.iterdir():
+            if entry.is_file():
+                entry.chmod(0o644)
+
+        device_requests, gpu_env = gpu_request(env)
+        container_env = {**self.cfg.env, **env, **gpu_env, "PYTHONUNBUFFERED": "1"}
+        if "PYTHONPATH" in container_env:  # the image's runner package must stay first
+            container_env["PYTHONPATH"] = f"{RUNNER_PATH}:{container_env['PYTHONPATH']}"
+        mounts = [Mount(JOB_MOUNT, self.host_path(job_dir), type="bind", read_only=True)]
+        if dataset_root.is_dir():
+            mounts.append(Mount(DATASET_MOUNT, self.host_path(dataset_root), type="bind", read_only=True))
+        name = "edgebench-runner-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_dir.name)[:100]
+        self._remove_named(name)
+        try:
+            container = self.client.containers.create(
+                image.id,  # the id, not the tag: what runs is what the digest says
+                command=["--job", f"{JOB_MOUNT}/job.json", "--dataset-root", DATASET_MOUNT],
+                name=name,
+                environment=container_env,
+                mounts=mounts,
+                device_requests=device_requests,
+                pid_mode="host",
+                network_mode="none",
+                nano_cpus=int(self.cfg.cpus * 1e9) if self.cfg.cpus else None,
+                mem_limit=self.cfg.mem_limit,
+                shm_size=self.cfg.shm_size,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                labels={ROLE_LABEL: "runner", STATE_LABEL: self.host_path(self.runner_home.parent),
+                        "edgebench.image": self.cfg.image, "edgebench.job-dir": str(job_dir)},
+                # json-file with a cap: logs stay readable after exit (the
+                # stderr tail) whatever the engine's default driver is
+                log_config=LogConfig(type="json-file", config={"max-size": "20m", "max-file": "2"}),
+            )
+            container.start()
+            container.reload()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            self._remove_named(name)
+            raise ExecutorError(f"cannot start runner container from {self.cfg.image}: {exc}") from exc
+        return DockerRunnerProcess(container, self.cfg.image, digest)
+
+    def remove_stale_runners(self) -> int:
+        """Remove runner containers left by an earlier life of this agent
+        (a crash or power loss while a job ran). Returns how many."""
+        import docker.errors
+        import requests
+
+        state = self.host_path(self.runner_home.parent)
+        try:
+            stale = self.client.containers.list(
+                all=True, filters={"label": [f"{ROLE_LABEL}=runner", f"{STATE_LABEL}={state}"]})
+            for container in stale:
+                container.remove(force=True)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            log.warning("could not sweep stale runner containers: %s", exc)
+            return 0
+        return len(stale)
+
+    def _remove_named(self, name: str) -> None:
+        """Remove a leftover container of this name (an earlier attempt's)."""
+        import docker.errors
+        import requests
+
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            log.warning("could not remove leftover container %s: %s", name, exc)
+
+    # -- paths as the engine sees them --------------------------------------------
+    def host_path(self, path: Path) -> str:
+        """``path`` as the Docker engine's host sees it: translated through the
+        agent container's own mounts when the agent runs in a container."""
+        target = PurePosixPath(os.path.abspath(path))
+        for dest, source in self._own_mounts():
+            if target == dest or dest in target.parents:
+                return str(PurePosixPath(source) / target.relative_to(dest))
+        return str(target)
+
+    def _own_mounts(self) -> list[tuple[PurePosixPath, str]]:
+        if self._mounts is None:
+            self._mounts = []
+            me = os.environ.get(SELF_CONTAINER_ENV) or _container_id_from_mountinfo()
+            if me:
+                try:
+                    attrs = self.client.containers.get(me).attrs
+                except Exception as exc:  # noqa: BLE001 - any failure means "no translation"
+                    log.warning("cannot inspect the agent's own container %s: %s", me, exc)
+                else:
+                    pairs = [(PurePosixPath(m["Destination"]), str(m["Source"]))
+                             for m in attrs.get("Mounts", []) if m.get("Source")]
+                    # longest destination first, so nested mounts win
+                    self._mounts = sorted(pairs, key=lambda p: len(p[0].parts), reverse=True)
+        return self._mounts
+
+
+def _container_id_from_mountinfo() -> str | None:
+    """The id of the container this process runs in, if any: the engine bind
+    mounts the container's /etc/hostname from .../containers/<id>/hostname.
+
+    Only that mount point counts: on the engine's own host, every process's
+    mountinfo also lists other containers' mounts (their /dev/shm), which must
+    not be mistaken for our own container."""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/etc/hostname":
+                    found = _CONTAINER_ID_RE.search(fields[3] + "/")
+                    if found:
+                        return found.group(1)
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,83 @@
+"""The machine fingerprint attached to every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+
+import psutil
+
+from edgebench.agent.telemetry.base import Telemetry
+from edgebench.agent.telemetry.jetson import device_tree_model
+from edgebench.schemas import Fingerprint, GpuInfo
+
+# /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
+# "model name"; ARM boards (Jetson) often have only "Hardware" or nothing.
+_CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")
+
+
+def agent_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgebench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def cpu_model() -> str:
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if sep and key in _CPUINFO_KEYS and key not in found and value.strip():
+                    found[key] = value.strip()
+    except OSError:
+        pass
+    for key in _CPUINFO_KEYS:
+        if key in found:
+            return found[key]
+    board = device_tree_model()
+    if board:
+        return f"{board} ({platform.machine()})"
+    return platform.processor() or platform.machine()
+
+
+def os_name() -> str:
+    try:
+        info = platform.freedesktop_os_release()
+        return info.get("PRETTY_NAME", platform.system())
+    except OSError:
+        return f"{platform.system()} {platform.release()}"
+
+
+def gpu_inventory(telemetry: Telemetry) -> list[GpuInfo]:
+    """Model, UUID, driver, CUDA driver version, memory and power limit of every GPU."""
+    return telemetry.inventory()
+
+
+def machine_fingerprint(
+    libraries: dict[str, str],
+    gpus: list[GpuInfo],
+    container_image: str | None = None,
+    container_digest: str | None = None,
+) -> Fingerprint:
+    return Fingerprint(
+        host=socket.gethostname(),
+        os=os_name(),
+        kernel=platform.release(),
+        python=sys.version.split()[0],
+        cpu_model=cpu_model(),
+        cpu_cores_logical=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        cpu_cores_physical=psutil.cpu_count(logical=False),
+        ram_bytes=psutil.virtual_memory().total,
+        gpus=gpus,
+        libraries=dict(libraries),
+        agent_version=agent_version(),
+        container_image=container_image,
+        container_digest=container_digest,
+    )

@@ -1,0 +1,340 @@
+"""Run one job: start the runner, follow its protocol, enforce timeouts and
+cancellation, and turn what it said into a terminal state and a Result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import ValidationError
+
+from edgebench.agent.executor import Executor, ExecutorError, RunnerProcess
+from edgebench.agent.telemetry import Sampler, SamplerReport
+from edgebench.schemas import ErrorType, Fingerprint, JobSpec, JobState, Progress, Result
+from edgebench.schemas.result import RepeatSpread, RunResult
+
+log = logging.getLogger(__name__)
+
+_EOF = object()
+
+
+@dataclass
+class JobOutcome:
+    state: JobState
+    reason: str | None = None
+    error_type: ErrorType | None = None
+    log_tail: str | None = None
+    result: Result | None = None
+
+
+@dataclass
+class _RunnerState:
+    libraries: dict[str, str] = field(default_factory=dict)
+    data_source: str = "synthetic"
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    measured_epochs: int = 0
+    bad_lines: int = 0
+
+
+class JobRun:
+    """One attempt of one job. ``run()`` blocks; ``cancel()`` may be called from
+    any thread."""
+
+    def __init__(
+        self,
+        job: JobSpec,
+        attempt: int,
+        device_id: str,
+        executor: Executor,
+        job_dir: Path,
+        dataset_root: Path,
+        fingerprint: Callable[[dict[str, str]], Fingerprint],
+        on_progress: Callable[[Progress], None],
+        sampler: Sampler | None = None,
+        env: dict[str, str] | None = None,
+        progress_interval_s: float = 1.0,
+    ):
+        self.job = job
+        self.attempt = attempt
+        self.device_id = device_id
+        self.executor = executor
+        self.job_dir = job_dir
+        self.dataset_root = dataset_root
+        self.fingerprint = fingerprint
+        self.on_progress = on_progress
+        self.sampler = sampler
+        self.env = env or {}
+        self.progress_interval_s = progress_interval_s
+        self._cancel = threading.Event()
+        self._cancel_reason = ""
+        self._proc: RunnerProcess | None = None
+
+    def cancel(self, reason: str) -> None:
+        self._cancel_reason = reason
+        self._cancel.set()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def run(self) -> JobOutcome:
+        started_at = datetime.now(timezone.utc)
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        spec = self.job.model_dump(mode="json")
+        (self.job_dir / "job.json").write_text(json.dumps(spec))
+        if self._cancel.is_set():
+            return JobOutcome(JobState.CANCELED, self._cancel_reason)
+        try:
+            proc = self.executor.start(self.job_dir, self.env, self.dataset_root)
+        except ExecutorError as exc:
+            return JobOutcome(JobState.FAILED, str(exc), ErrorType.BACKEND_ERROR)
+        self._proc = proc
+        record_runner(self.job_dir, proc.pid)
+        if self.sampler is not None and proc.pid is not None:
+            self.sampler.start(proc.pid)
+        lines: queue.Queue[object] = queue.Queue()
+        reader = threading.Thread(target=self._read, args=(proc, lines), daemon=True)
+        reader.start()
+        state = _RunnerState()
+        deadline = time.monotonic() + self.job.timeout_s
+        last_heard = time.monotonic()
+        last_progress = 0.0
+        ended: JobOutcome | None = None
+        while True:
+            now = time.monotonic()
+            if self._cancel.is_set():
+                ended = JobOutcome(JobState.CANCELED, self._cancel_reason or "canceled")
+            elif now > deadline:
+                ended = JobOutcome(JobState.TIMED_OUT, f"job exceeded timeout_s={self.job.timeout_s:g}")
+            elif now - last_heard > self.job.step_timeout_s:
+                ended = JobOutcome(
+                    JobState.TIMED_OUT,
+                    f"runner silent for more than step_timeout_s={self.job.step_timeout_s:g}",
+                )
+            if ended is not None:
+                proc.kill()
+                break
+            try:
+                item = lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _EOF:
+                break
+            last_heard = time.monotonic()
+            msg = self._parse(str(item), state)
+            if msg is None:
+                continue
+            progress = self._handle(msg, state)
+            if progress is not None and (
+                msg.get("type") in ("phase", "epoch") or last_heard - last_progress >= self.progress_interval_s
+            ):
+                last_progress = last_heard
+                self.on_progress(progress)
+        try:
+            rc = proc.wait(30)
+        except TimeoutError:
+            proc.kill()
+            rc = -9
+        report = None
+        if self.sampler is not None and proc.pid is not None:
+            # the sampler sums energy over every repeat's window: divide by every repeat's images
+            images = sum(int(r["throughput"]["images"]) for r in state.result["runs"]) if state.result else 0
+            report = self.sampler.stop(images, state.measured_epochs, self._memory_policy(state))
+        tail = proc.stderr_tail()
+        if ended is not None:
+            ended.log_tail = tail
+            return ended
+        if state.error is not None:
+            etype = _error_type(state.error.get("error_type"))
+            return JobOutcome(JobState.FAILED, str(state.error.get("message", ""))[:4000], etype, tail)
+        if state.result is None or rc != 0:
+            return JobOutcome(
+                JobState.FAILED,
+                f"runner exited with status {rc} without a result",
+                ErrorType.RUNNER_CRASH,
+                tail,
+            )
+        try:
+            result = self._build_result(state, started_at, report)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            return JobOutcome(JobState.FAILED, f"runner produced an invalid result: {exc}",
+                              ErrorType.BACKEND_ERROR, tail)
+        return JobOutcome(JobState.SUCCEEDED, result=result)
+
+    # -- internals ------------------------------------------------------------------
+    @staticmethod
+    def _read(proc: RunnerProcess, out: queue.Queue[object]) -> None:
+        try:
+            for line in proc.lines():
+                out.put(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            out.put(_EOF)
+
+    @staticmethod
+    def _parse(line: str, state: _RunnerState) -> dict[str, Any] | None:
+        line = line.strip()
+        if not line:
+            return None
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            state.bad_lines += 1
+            return None
+        return msg if isinstance(msg, dict) else None
+
+    def _handle(self, msg: dict[str, Any], state: _RunnerState) -> Progress | None:
+        kind = msg.get("type")
+        epochs = self.job.workload.epochs
+        if kind == "hello":
+            state.libraries = {str(k): str(v) for k, v in (msg.get("libraries") or {}).items()}
+        elif kind == "data":
+            state.data_source = "real" if msg.get("source") == "real" else "synthetic"
+        elif kind == "window":
+            if self.sampler is not None:
+                self.sampler.mark_window(str(msg.get("edge")), float(msg.get("t", time.time())))
+        elif kind == "phase":
+            return Progress(phase=msg["phase"], epoch=int(msg.get("epoch", 0)), epochs=epochs,
+                            repeat=int(msg.get("repeat", 1)))
+        elif kind == "progress":
+            return Progress(phase=msg.get("phase", "measure"), epoch=int(msg.get("epoch", 0)),
+                            epochs=epochs, repeat=int(msg.get("repeat", 1)),
+                            img_per_s=_num(msg.get("img_per_s")), loss=_num(msg.get("loss")))
+        elif kind == "epoch":
+            if not msg.get("warmup"):
+                state.measured_epochs += 1  # every repeat's: energy is summed over all windows
+            return Progress(phase="warmup" if msg.get("warmup") else "measure",
+                            epoch=int(msg.get("epoch", 0)), epochs=epochs,
+                            repeat=int(msg.get("repeat", 1)),
+                            img_per_s=_num(msg.get("img_per_s")), loss=_num(msg.get("loss")))
+        elif kind == "result":
+            state.result = msg
+        elif kind == "error":
+            state.error = msg
+        return None
+
+    @staticmethod
+    def _memory_policy(state: _RunnerState) -> str | None:
+        if state.result:
+            knobs = state.result.get("knobs") or {}
+            return knobs.get("memory")
+        return None
+
+    def _fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
+        fp = self.fingerprint(libraries)
+        image = getattr(self._proc, "container_image", None)
+        if image:  # the docker executor: which image, and exactly which build of it
+            fp = fp.model_copy(update={"container_image": image,
+                                       "container_digest": getattr(self._proc, "container_digest", None)})
+        return fp
+
+    def _build_result(self, state: _RunnerState, started_at: datetime,
+                      report: SamplerReport | None) -> Result:
+        assert state.result is not None
+        raw = state.result
+        runs = [RunResult.model_validate(r, strict=False) for r in raw["runs"]]
+        if not runs:
+            raise ValueError("no runs")
+        rates = [r.throughput.window_img_per_s for r in runs]
+        median_rate = statistics.median(rates)
+        headline = min(runs, key=lambda r: abs(r.throughput.window_img_per_s - median_rate))
+        spread = RepeatSpread(
+            n=len(rates), min_img_per_s=min(rates), max_img_per_s=max(rates),
+            std_img_per_s=statistics.stdev(rates) if len(rates) > 1 else 0.0,
+        )
+        job = self.job
+        return Result(
+            job_id=job.job_id,
+            device_id=self.device_id,
+            sweep_id=job.sweep_id,
+            backend=job.backend,
+            mode=job.mode,
+            workload=job.workload,
+            precision=job.precision,
+            data_format=job.data_format,
+            compile=job.compile,
+            memory_policy=job.memory_policy,
+            memory_fraction=job.memory_fraction,
+            gpus=job.gpus,
+            global_batch_size=int(raw.get("global_batch_size", job.workload.batch_size)),
+            per_device_batch_size=int(raw.get("per_device_batch_size", job.workload.batch_size)),
+            data_source="real" if raw.get("data_source") == "real" else "synthetic",
+            summary=headline.throughput,
+            repeat_spread=spread,
+            runs=runs,
+            knobs={str(k): str(v) for k, v in (raw.get("knobs") or {}).items()},
+            telemetry=report.summary if report else None,
+            timeseries=report.timeseries if report else None,
+            fingerprint=self._fingerprint(state.libraries),
+            job=job,
+            started_at=started_at,
+            finished_at=datetime.now(timezone.utc),
+        )
+
+
+RUNNER_RECORD = "runner.json"
+
+
+def record_runner(job_dir: Path, pid: int | None) -> None:
+    """Note the runner's PID and start time, so that an agent restarted after
+    a crash can end a runner it left behind (the runner leads its own process
+    group, so it outlives the agent)."""
+    if pid is None:
+        return
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return
+    (job_dir / RUNNER_RECORD).write_text(json.dumps({"pid": pid, "create_time": created}))
+
+
+def kill_orphaned_runner(job_dir: Path) -> bool:
+    """Kill the runner recorded in job_dir and its process group, if it still
+    runs (same PID *and* start time: a reused PID is left alone)."""
+    try:
+        rec = json.loads((job_dir / RUNNER_RECORD).read_text())
+        proc = psutil.Process(int(rec["pid"]))
+        if abs(proc.create_time() - float(rec["create_time"])) > 0.01:
+            return False
+        procs = [proc, *proc.children(recursive=True)]
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for p in procs:  # children that left the group
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+    return True
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_type(name: Any) -> ErrorType:
+    try:
+        return ErrorType(name)
+    except ValueError:
+        return ErrorType.BACKEND_ERROR

@@ -1,0 +1,40 @@
+"""Checks on an incoming job beyond its schema: what this agent can run.
+
+Each failure names the offending field, which goes back in the REJECTED event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgebench.runner.catalogue import MODEL_DATASETS
+from edgebench.schemas import BackendInfo, JobSpec, Mode
+
+
+@dataclass(frozen=True)
+class Rejection(Exception):
+    reason: str
+    field: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) -> None:
+    """Raise Rejection if this agent cannot run the job."""
+    info = backends.get(job.backend.value)
+    if info is None:
+        raise Rejection(f"backend {job.backend.value!r} is not configured on this agent", "backend")
+    if not info.available:
+        raise Rejection(f"backend {job.backend.value!r} is not available here: {info.detail}", "backend")
+    wl = job.workload
+    if wl.dataset not in MODEL_DATASETS[wl.model]:
+        raise Rejection(
+            f"model {wl.model!r} does not run on dataset {wl.dataset!r} "
+            f"(allowed: {', '.join(MODEL_DATASETS[wl.model])})",
+            "workload.dataset",
+        )
+    if job.gpus > gpu_count:
+        raise Rejection(f"job asks for {job.gpus} GPUs, this device has {gpu_count}", "gpus")
+    if job.mode is Mode.INFER and job.warmup_epochs >= wl.epochs:
+        raise Rejection("workload.epochs must exceed warmup_epochs", "warmup_epochs")

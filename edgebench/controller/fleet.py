@@ -1,0 +1,224 @@
+"""The controller's connection to the fleet: presence, dispatch and ingestion."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from edgebench.common.mqtt import BrokerSettings, Message, MqttClient
+from edgebench.controller.config import ControllerConfig
+from edgebench.controller.store import ResultStore
+from edgebench.schemas import TERMINAL_STATES, AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, topics
+from edgebench.schemas.envelope import DecodeError, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+class TargetError(ValueError):
+    """The dispatch targets resolve to no device, or name unknown ones."""
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    device_id: str
+    job: JobSpec
+
+
+class FleetClient:
+    """Connects to the broker, keeps the store up to date, dispatches jobs.
+
+    ``collector=True`` uses a fixed client id with a persistent session, so
+    events published while the collector was away are delivered when it returns.
+
+    Other clients keep a short session that they end when they close: it rides
+    out a broker restart (with persistence) or a dropped connection while they
+    wait, so no event published meanwhile is lost.
+
+    ``shared_group`` subscribes to events through an MQTT shared subscription
+    (``$share/<group>/...``): the broker hands each event to one collector of
+    the group, so several collectors split the load. Each needs its own
+    ``instance`` name (its session); statuses still go to every collector.
+    """
+
+    SESSION_S = 600  # a waiting CLI's session, should the CLI vanish without closing it
+
+    def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False,
+                 shared_group: str | None = None, instance: str | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.statuses: dict[str, AgentStatus] = {}
+        if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
+            raise ValueError(f"a shared subscription group is a non-empty name without / + #: {shared_group!r}")
+        self.shared_group = shared_group
+        if collector:
+            client_id = f"controller-collector-{cfg.fleet}"
+            if shared_group:
+                client_id += f"-{shared_group}-{instance or _hostname()}"
+        else:
+            client_id = f"controller-{uuid.uuid4().hex[:12]}"
+        settings = BrokerSettings.from_url(cfg.broker_url, username=cfg.username, password=cfg.password,
+                                           ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
+        self.collector = collector
+        if collector:
+            session_s: int | None = 7 * 24 * 3600
+        else:
+            # MQTT 3.1.1 cannot end a session on close nor let it expire: there a
+            # short-lived client keeps a clean session (and may miss events
+            # across a broker restart; collectors do not)
+            session_s = self.SESSION_S if settings.protocol == 5 else None
+        self.client = MqttClient(settings, client_id, manual_ack=True, persistent_session_s=session_s)
+        self._signer = None
+        if cfg.signing_key is not None:
+            from edgebench.common.signing import load_private_key
+
+            self._signer = load_private_key(cfg.signing_key)
+
+    def __enter__(self) -> FleetClient:
+        self.client.connect()
+        events = topics.all_events(self.cfg.fleet)
+        if self.shared_group:
+            events = f"$share/{self.shared_group}/{events}"
+        self.client.subscribe([topics.all_status(self.cfg.fleet), events])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close(end_session=not self.collector)
+
+    # -- inbound ----------------------------------------------------------------------
+    def pump(self, timeout_s: float = 0.1, on_event: Callable[[JobEvent, bool], None] | None = None,
+             max_messages: int = 10_000) -> int:
+        """Handle waiting messages (waiting at most timeout_s for the first).
+
+        Events are stored in batches, one transaction each, and acknowledged to
+        the broker only once stored: a collector killed mid-batch gets them
+        again from its persistent session.
+        """
+        handled = 0
+        wait = timeout_s
+        while handled < max_messages:
+            batch = self._take(wait, min(self.BATCH, max_messages - handled))
+            if not batch:
+                break
+            wait = 0
+            handled += len(batch)
+            self._handle(batch, on_event)
+        return handled
+
+    BATCH = 500  # events per transaction
+
+    def _take(self, wait_s: float, limit: int) -> list[Message]:
+        try:
+            batch = [self.client.messages.get(timeout=wait_s)]
+        except queue.Empty:
+            return []
+        while len(batch) < limit:
+            try:
+                batch.append(self.client.messages.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch: list[Message], on_event: Callable[[JobEvent, bool], None] | None) -> None:
+        events: list[JobEvent] = []
+        for msg in batch:
+            try:
+                body = decode(msg.payload, 16 * 1024 * 1024).body
+            except DecodeError as exc:
+                log.warning("ignoring an invalid message on %s: %s", msg.topic, exc)
+                continue
+            if isinstance(body, AgentStatus):
+                if msg.topic != topics.status(self.cfg.fleet, body.device_id):
+                    log.warning("status for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    continue
+                self.statuses[body.device_id] = body
+                self.store.upsert_device(body)
+            elif isinstance(body, JobEvent):
+                if msg.topic != topics.events(self.cfg.fleet, body.device_id):
+                    log.warning("event for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    continue
+                events.append(body)
+        news = self.store.ingest_events(events) if events else []
+        for msg in batch:  # stored (or worthless): the broker may forget them
+            self.client.ack(msg)
+        if on_event:
+            for ev, new in zip(events, news):
+                on_event(ev, new)
+
+    def discover(self, wait_s: float = 1.0) -> dict[str, AgentStatus]:
+        """Collect retained statuses for wait_s (they arrive right after subscribing)."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            self.pump(min(0.1, max(0.0, deadline - time.monotonic())))
+        return dict(self.statuses)
+
+    # -- targeting ----------------------------------------------------------------------
+    def resolve_targets(self, device_ids: Iterable[str] = (), tags: Iterable[str] = (),
+                        all_online: bool = False, wait_s: float = 1.0) -> list[str]:
+        statuses = self.discover(wait_s)
+        chosen: list[str] = []
+        for d in device_ids:
+            if d not in chosen:
+                chosen.append(d)  # may be offline: the job waits in its persistent session
+        tags = list(tags)
+        for s in sorted(statuses.values(), key=lambda s: s.device_id):
+            if not s.online or s.device_id in chosen:
+                continue
+            if all_online or (tags and set(tags) & set(s.tags)):
+                chosen.append(s.device_id)
+        if not chosen:
+            known = ", ".join(f"{s.device_id}({'online' if s.online else 'offline'})"
+                              for s in statuses.values()) or "none"
+            raise TargetError(f"no target device (known devices: {known}); use --device, --tag or --all")
+        return chosen
+
+    # -- outbound -----------------------------------------------------------------------
+    def _envelope(self, body: JobSpec | CancelRequest) -> bytes:
+        env = Envelope(sender="controller", body=body)
+        if self._signer is not None:
+            from edgebench.common.signing import sign_envelope
+
+            env = sign_envelope(env, self._signer)
+        return encode(env)
+
+    def dispatch(self, plan: list[Dispatched]) -> None:
+        for item in plan:
+            self.store.record_dispatch(item.device_id, item.job)
+            ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, item.device_id),
+                                              self._envelope(item.job), expiry_s=self.cfg.job_expiry_s)
+            if not ok:
+                raise TimeoutError(f"the broker did not acknowledge job {item.job.job_id}")
+
+    def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
+        for device_id in device_ids:
+            self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id),
+                                         self._envelope(CancelRequest(job_id=job_id, reason=reason)))
+
+    def wait(self, keys: set[tuple[str, str]], timeout_s: float,
+             on_event: Callable[[JobEvent, bool], None] | None = None) -> set[tuple[str, str]]:
+        """Pump until every (job_id, device_id) in keys is terminal; return those still open."""
+        deadline = time.monotonic() + timeout_s
+        open_keys = set(keys)
+
+        def handle(ev: JobEvent, new: bool) -> None:
+            if ev.state in TERMINAL_STATES:
+                open_keys.discard((ev.job_id, ev.device_id))
+            if on_event:
+                on_event(ev, new)
+
+        # events may have been ingested by another collector already
+        for key, state in self.store.job_states(open_keys).items():
+            if state in {s.value for s in TERMINAL_STATES}:
+                open_keys.discard(key)
+        while open_keys and time.monotonic() < deadline:
+            self.pump(0.2, handle)
+        return open_keys
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()

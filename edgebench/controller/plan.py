@@ -1,0 +1,125 @@
+"""Turn CLI options or a sweep file into job specs (catalogue defaults filled in)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgebench.runner.catalogue import WORKLOADS, workload_fields
+from edgebench.schemas import JobSpec
+from edgebench.schemas.base import Identifier
+
+
+class PlanError(ValueError):
+    pass
+
+
+# Job fields a sweep or the CLI may set besides the workload's own fields.
+JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "memory_policy", "memory_fraction",
+              "warmup_epochs", "repeats", "timeout_s", "step_timeout_s", "tags"}
+WORKLOAD_FIELDS = {"batch_size", "epochs", "optimizer", "learning_rate", "steps_per_epoch", "samples", "synthetic"}
+MATRIX_KEYS = {"backend", "workload", *JOB_FIELDS, *WORKLOAD_FIELDS}
+
+
+class Override(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    match: dict[str, Any]
+    set: dict[str, Any]
+
+
+class Targets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    devices: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    all: bool = False
+
+
+class SweepFile(BaseModel):
+    """A Cartesian product of job settings, with per-case overrides and exclusions."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Identifier
+    description: str = ""
+    targets: Targets = Field(default_factory=Targets)
+    matrix: dict[str, list[Any]] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[Override] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(
+        default_factory=list, description="Extra cases outside the product (defaults applied)."
+    )
+
+    def cases(self) -> list[dict[str, Any]]:
+        unknown = set(self.matrix) - MATRIX_KEYS
+        unknown |= set(self.defaults) - MATRIX_KEYS
+        for o in self.overrides:
+            unknown |= (set(o.match) | set(o.set)) - MATRIX_KEYS
+        for extra in self.include:
+            unknown |= set(extra) - MATRIX_KEYS
+        if unknown:
+            raise PlanError(
+                f"unknown sweep keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(MATRIX_KEYS))})"
+            )
+        keys = list(self.matrix)
+        out: list[dict[str, Any]] = []
+        combos = itertools.product(*(self.matrix[k] for k in keys)) if keys else iter(())
+        for combo in combos:
+            case = dict(self.defaults)
+            case.update(dict(zip(keys, combo)))
+            if any(all(case.get(k) == v for k, v in ex.items()) for ex in self.exclude):
+                continue
+            for o in self.overrides:
+                if all(case.get(k) == v for k, v in o.match.items()):
+                    case.update(o.set)
+            out.append(case)
+        for extra in self.include:
+            out.append({**self.defaults, **extra})
+        for case in out:
+            for key in ("backend", "workload"):
+                if key not in case:
+                    raise PlanError(f"a sweep case has no '{key}' (set it in matrix, defaults or include)")
+        if not out:
+            raise PlanError("the sweep has no cases")
+        return out
+
+
+def load_sweep(path: Path) -> SweepFile:
+    try:
+        data = yaml.safe_load(path.read_text())
+        return SweepFile.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise PlanError(f"{path}: {exc}") from None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix[:40]}-{uuid.uuid4().hex[:10]}"
+
+
+def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None) -> JobSpec:
+    """One job from a flat case: {'backend', 'workload' (catalogue name), job and workload fields}."""
+    case = dict(case)
+    name = case.pop("workload")
+    if name not in WORKLOADS:
+        raise PlanError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+    workload = workload_fields(name)
+    for key in list(case):
+        if key in WORKLOAD_FIELDS:
+            workload[key] = case.pop(key)
+    doc = {"job_id": job_id, "sweep_id": sweep_id, "workload": workload, **case}
+    try:
+        return JobSpec.model_validate(doc, strict=False)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise PlanError(f"{name} / {case.get('backend')}: {loc}: {err['msg']}") from None
+
+
+def build_jobs(cases: list[dict[str, Any]], sweep_id: str | None) -> list[JobSpec]:
+    prefix = sweep_id or "job"
+    return [build_job(case, f"{prefix}-{i:03d}-{uuid.uuid4().hex[:6]}"[:64], sweep_id)
+            for i, case in enumerate(cases)]

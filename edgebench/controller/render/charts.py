@@ -1,0 +1,414 @@
+"""Charts for the HTML report: matplotlib figures rendered to inline SVG.
+
+No pyplot (no global state, no GUI backend): each chart is a
+``matplotlib.figure.Figure`` saved to an SVG string. Text stays text
+(``svg.fonttype: none``), so the page can be searched and the browser draws it
+with the page's own fonts; the output is deterministic (fixed hash salt, no
+date) so that committed example reports diff cleanly.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import matplotlib  # the `report` extra; imported here so that a missing install fails early
+
+from edgebench.controller.render import format as f
+from edgebench.controller.report import Cell, DeviceSection, FleetTable, ScalingTable
+from edgebench.schemas.telemetry import TimeSeries
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+BACKEND_COLOURS = {
+    "torch": "#E45756",
+    "keras-jax": "#4C78A8",
+    "keras-torch": "#B279A2",
+    "keras-tensorflow": "#F58518",
+    "keras-tensorflow1": "#9D755D",
+    "keras-mxnet": "#54A24B",
+    "sleep": "#BAB0AC",
+}
+_FALLBACK = ["#72B7B2", "#EECA3B", "#FF9DA6", "#79706E"]
+INK = "#1f2328"
+MUTED = "#656d76"
+GRID = "#d8dee4"
+WINDOW = "#fff4ce"  # measured-window shading
+
+_STYLE: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],  # ships with matplotlib: the layout never depends on installed fonts
+    "font.size": 9,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": INK,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.titlecolor": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.6,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+}
+
+
+def colour(backend: str, order: Sequence[str] = ()) -> str:
+    if backend in BACKEND_COLOURS:
+        return BACKEND_COLOURS[backend]
+    unknown = [b for b in order if b not in BACKEND_COLOURS]
+    return _FALLBACK[(unknown.index(backend) if backend in unknown else 0) % len(_FALLBACK)]
+
+
+@contextmanager
+def _style(salt: str) -> Iterator[None]:
+    rc: Any = {**_STYLE, "svg.hashsalt": salt}
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def _width(width_in: float) -> float:
+    """Between 6 in and the page's content width (12 in = 1,152 px)."""
+    return max(6.0, min(12.0, width_in))
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def to_svg(fig: Figure, title: str) -> str:
+    """The figure as an inline ``<svg>`` element that scales with its container."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Title": title})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE
+    m = re.search(r'<svg([^>]*?) width="([\d.]+)pt" height="[^"]*"', svg)
+    if m is None:
+        return svg
+    width_px = float(m.group(2)) * 4 / 3  # shown at its natural size at most: text stays ~12 px
+    return (svg[:m.start()] + f'<svg{m.group(1)} role="img" aria-label="{_attr(title)}" class="chart" '
+            f'style="max-width:{width_px:.0f}px"' + svg[m.end():])
+
+
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def _rate_label(value: float) -> str:
+    if value >= 10000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.0f}k" if value % 1000 == 0 else f"{value / 1000:.1f}k"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _plain_log_ticks(ax: Axes) -> None:
+    """Label a log axis with plain numbers (1.2k, 300), minor ticks too when it spans little."""
+    from matplotlib.ticker import FuncFormatter
+
+    lo, hi = ax.get_ylim()
+    few_decades = hi / max(lo, 1e-9) < 300
+
+    def minor(v: float, _pos: object) -> str:
+        lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return _rate_label(v) if few_decades and lead in (2, 5) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _rate_label(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _log_limits(values: list[float]) -> tuple[float, float]:
+    lo = min(values) if values else 1.0
+    hi = max(values) if values else 10.0
+    return 10 ** math.floor(math.log10(max(lo, 1e-3)) - 0.15), 10 ** (math.log10(max(hi, 1e-3)) + 0.45)
+
+
+def _grouped_bars(ax: Axes, groups: list[str], series: list[str], value: Any, *, log: bool, label_fmt: Any,
+                  err: Any = None, na_text: str = "n/a", fail: Any = None) -> None:
+    """Bars of ``value(group_index, series_name)`` (None = no bar); ``fail`` gives text for failed cells."""
+    n = max(len(series), 1)
+    width = 0.8 / n
+    values: list[float] = []
+    for j, s in enumerate(series):
+        for i in range(len(groups)):
+            x = i - 0.4 + width * (j + 0.5)
+            v = value(i, s)
+            failed = fail(i, s) if fail else None
+            if failed:
+                ax.text(x, 0.02, failed, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                        rotation=90, fontsize=8, color="#cf222e", fontweight="bold")
+                continue
+            if v is None:
+                if na_text:
+                    ax.text(x, 0.02, na_text, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                            rotation=90, fontsize=7.5, color=MUTED)
+                continue
+            values.append(v)
+            e = err(i, s) if err else None
+            ax.bar(x, v, width * 0.92, color=colour(s, series), label=s if i == 0 else None,
+                   yerr=e if e else None, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": INK})
+            ax.annotate(label_fmt(v), (x, v), xytext=(0, 2 + (4 if e else 0)), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7, color=INK, rotation=90 if n > 3 else 0)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.grid(axis="x", visible=False)
+    if log:
+        ax.set_yscale("log")
+        if values:
+            ax.set_ylim(*_log_limits(values))
+        _plain_log_ticks(ax)
+    elif values:
+        ax.set_ylim(0, max(values) * 1.25)
+
+
+def _legend(fig: Figure, series: list[str]) -> None:
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=colour(s, series), label=s) for s in series], loc="outside upper right",
+               ncols=len(series))
+
+
+def figure4(section: DeviceSection) -> str:
+    """The 2019 study's Figure 4 for one device: img/s and GPU utilisation per backend and workload.
+
+    On a CPU-only device the right panel shows the runner's CPU use instead,
+    labelled as such: GPU utilisation does not apply there.
+    """
+    rows = section.pivot
+    groups = [f"{f.short_workload(r.workload, r.mode)}\n{f.chart_config_label(r)}" for r in rows]
+    backends = section.backends
+    cpu_only = all(c.cpu_only for c in section.cells)
+
+    def cell(i: int, b: str) -> Cell | None:
+        return rows[i].cells.get(b)
+
+    def rate(i: int, b: str) -> float | None:
+        c = cell(i, b)
+        return c.img_per_s if c is not None and c.ok else None
+
+    def sd(i: int, b: str) -> float | None:
+        c = cell(i, b)
+        if c is None or not c.ok or c.sd is None or c.img_per_s is None:
+            return None
+        return min(c.sd, c.img_per_s * 0.999)  # a log axis cannot draw below zero
+
+    def failed(i: int, b: str) -> str | None:
+        c = cell(i, b)
+        return f.outcome_text(c) if c is not None and not c.ok else None
+
+    def util(i: int, b: str) -> float | None:
+        c = cell(i, b)
+        if c is None or not c.ok:
+            return None
+        return c.cpu_pct if cpu_only else (None if c.cpu_only else c.gpu_util_pct)
+
+    with _style(f"fig4-{section.device.device_id}"):
+        fig = _figure(_width(1.5 + 2 * len(groups) * max(1.3, 0.35 * len(backends))), 3.4)
+        left, right = fig.subplots(1, 2)
+        _grouped_bars(left, groups, backends, rate, log=True, label_fmt=_rate_label, err=sd, na_text="",
+                      fail=failed)
+        left.set_title("Speed: img/s (log scale, ± sd)")
+        _grouped_bars(right, groups, backends, util, log=False, label_fmt=lambda v: f"{v:.0f}", fail=failed,
+                      na_text="n/a" if not cpu_only else "")
+        if cpu_only:
+            right.set_title("CPU use (runner, % of one core)")
+        else:
+            right.set_title("GPU utilisation % (time a kernel ran)")
+            right.set_ylim(0, 110)
+        _legend(fig, backends)
+        return to_svg(fig, f"{section.device.device_id}: img/s and utilisation per backend and workload")
+
+
+def fleet_chart(table: FleetTable) -> str:
+    """Devices x backends for one workload (each at its fastest configuration)."""
+
+    def cell(i: int, b: str) -> Cell | None:
+        return table.cells.get((table.devices[i], b))
+
+    def rate(i: int, b: str) -> float | None:
+        c = cell(i, b)
+        return c.img_per_s if c is not None and c.ok else None
+
+    def sd(i: int, b: str) -> float | None:
+        c = cell(i, b)
+        if c is None or not c.ok or c.sd is None or c.img_per_s is None:
+            return None
+        return min(c.sd, c.img_per_s * 0.999)
+
+    def failed(i: int, b: str) -> str | None:
+        c = cell(i, b)
+        return f.outcome_text(c) if c is not None and not c.ok else None
+
+    with _style(f"fleet-{table.workload}-{table.mode}"):
+        fig = _figure(_width(3.0 + 0.45 * len(table.devices) * max(2, len(table.backends))), 3.0)
+        ax = fig.subplots()
+        _grouped_bars(ax, table.devices, table.backends, rate, log=True, label_fmt=_rate_label, err=sd,
+                      na_text="", fail=failed)
+        ax.set_title(f"{f.section_title(table.workload, table.mode)}: img/s per device and backend (log scale)")
+        _legend(fig, table.backends)
+        return to_svg(fig, f"fleet view, {table.workload}")
+
+
+def batch_chart(section: DeviceSection) -> str | None:
+    """img/s against batch size, one panel per workload that ran at two or more batch sizes."""
+    panels: dict[tuple[str, str, str, int], list[Cell]] = {}
+    for c in section.cells:
+        panels.setdefault((c.workload, c.mode, c.precision, c.gpus), []).append(c)
+    panels = {k: v for k, v in panels.items() if len({c.batch_size for c in v}) >= 2}
+    if not panels:
+        return None
+    with _style(f"batch-{section.device.device_id}"):
+        fig = _figure(_width(3.6 * len(panels) + 1.2), 3.0)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, ((workload, mode, precision, gpus), cells) in zip(axes, panels.items()):
+            batches = sorted({c.batch_size for c in cells})
+            for b in section.backends:
+                mine = sorted((c for c in cells if c.backend == b), key=lambda c: c.batch_size)
+                ok = [c for c in mine if c.ok]
+                if ok:
+                    ax.errorbar([c.batch_size for c in ok], [c.img_per_s for c in ok],
+                                yerr=[min(c.sd or 0.0, (c.img_per_s or 0.0) * 0.999) for c in ok],
+                                color=colour(b, section.backends), marker="o", markersize=4, linewidth=1.6,
+                                capsize=2, elinewidth=0.8, label=b)
+                for c in mine:
+                    if not c.ok:
+                        ax.plot([c.batch_size], [1], marker="x", color="#cf222e", markersize=7,
+                                transform=ax.get_xaxis_transform(), clip_on=False)
+                        ax.annotate(f.outcome_text(c), (c.batch_size, 0.96), xycoords=("data", "axes fraction"),
+                                    ha="center", va="top", fontsize=7.5, color="#cf222e", fontweight="bold")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(batches, [str(b) for b in batches])
+            ax.minorticks_off()
+            ax.set_yscale("log")
+            _plain_log_ticks(ax)
+            ax.set_xlabel("batch size")
+            extra = "" if precision == "fp32" and gpus <= 1 else f" ({precision}, {gpus} GPUs)"
+            ax.set_title(f"{f.section_title(workload, mode)}{extra}")
+        axes[0].set_ylabel("img/s (log)")
+        _legend(fig, section.backends)
+        return to_svg(fig, f"{section.device.device_id}: img/s against batch size")
+
+
+def scaling_chart(table: ScalingTable) -> str:
+    with _style(f"scaling-{table.device_id}-{table.workload}-{table.backend}-{table.batch_size}"):
+        fig = _figure(4.8, 3.0)
+        ax = fig.subplots()
+        ok = [r for r in table.rows if r.cell.ok]
+        xs = [r.gpus for r in ok]
+        ax.plot(xs, [r.cell.img_per_s or 0.0 for r in ok], marker="o", color=colour(table.backend), label="measured")
+        base = next((r for r in ok if r.gpus == table.base_gpus), None)
+        if base is not None and base.cell.img_per_s:
+            ax.plot(xs, [base.cell.img_per_s * x / table.base_gpus for x in xs], linestyle="--", color=MUTED,
+                    label="linear")
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("GPUs")
+        ax.set_ylabel("img/s")
+        ax.set_title(f"{table.backend} · {table.workload} · bs {table.batch_size}")
+        ax.legend()
+        return to_svg(fig, f"scaling of {table.backend} on {table.device_id}")
+
+
+def _shade_windows(ax: Axes, ts: TimeSeries, label: bool) -> None:
+    for i, (b, e) in enumerate(ts.windows or ([ts.window] if ts.window else [])):
+        ax.axvspan(b, e, color=WINDOW, zorder=0, label="measured window" if label and i == 0 else None)
+
+
+def _series(ts: TimeSeries, name: str) -> tuple[list[float], list[float]] | None:
+    col = ts.columns.get(name)
+    if col is None:
+        return None
+    times: list[float] = []
+    values: list[float] = []
+    for t, v in zip(ts.t_s, col):
+        if v is not None:
+            times.append(t)
+            values.append(v)
+    return (times, values) if times else None
+
+
+def timeseries_chart(cell: Cell, ts: TimeSeries) -> str:
+    """Utilisation, memory and power over the whole job, measured windows shaded."""
+    gpu_cols = sorted({m.group(1) for name in ts.columns if (m := re.match(r"gpu(\d+)_", name))}, key=int)
+    with _style(f"ts-{cell.job_id}"):
+        fig = _figure(12.0, 6.0)
+        axes = fig.subplots(3, 1, sharex=True)
+        for k, ax in enumerate(axes):
+            _shade_windows(ax, ts, label=k == 0)
+        util_ax, mem_ax, power_ax = axes
+        if gpu_cols:
+            for i in gpu_cols:
+                for name, label, style in ((f"gpu{i}_util_pct", f"GPU{i} utilisation %", "-"),
+                                           (f"gpu{i}_mem_util_pct", f"GPU{i} memory-controller busy %", ":")):
+                    s = _series(ts, name)
+                    if s:
+                        util_ax.plot(*s, style, color="#4C78A8", linewidth=1.2, label=label)
+            util_ax.set_ylim(0, 105)
+            util_ax.set_title("GPU utilisation (fraction of time any kernel ran) and SM clock")
+            clock = util_ax.twinx()
+            for i in gpu_cols:
+                s = _series(ts, f"gpu{i}_sm_clock_mhz")
+                if s:
+                    clock.plot(*s, "--", color="#F58518", linewidth=1.0, label=f"GPU{i} SM clock MHz")
+            clock.set_ylabel("SM MHz", color="#F58518")
+            clock.grid(False)
+            clock.spines["right"].set_visible(True)
+            _merge_legends(util_ax, clock)
+        else:
+            s = _series(ts, "cpu_pct")
+            if s:
+                util_ax.plot(*s, color="#B279A2", linewidth=1.2, label="runner CPU % of one core")
+            util_ax.set_title("CPU use of the runner's process tree (no GPU on this device)")
+            util_ax.legend(**_OUTSIDE)
+        util_ax.set_ylabel("%")
+
+        for i in gpu_cols:
+            for name, label, style in ((f"gpu{i}_mem_used_mib", f"GPU{i} memory used (device)", "-"),
+                                       (f"gpu{i}_process_mem_mib", f"GPU{i} memory (runner)", "--")):
+                s = _series(ts, name)
+                if s:
+                    mem_ax.plot(s[0], [v / 1024 for v in s[1]], style, color="#54A24B", linewidth=1.2, label=label)
+        s = _series(ts, "rss_mib")
+        if s:
+            mem_ax.plot(s[0], [v / 1024 for v in s[1]], color="#9D755D", linewidth=1.2, label="host RSS (runner)")
+        mem_ax.set_ylabel("GiB")
+        mem_ax.set_title("Memory")
+        mem_ax.legend(**_OUTSIDE)
+
+        plotted = False
+        for i in gpu_cols:
+            s = _series(ts, f"gpu{i}_power_w")
+            if s:
+                power_ax.plot(*s, color="#E45756", linewidth=1.2, label=f"GPU{i} board power W")
+                plotted = True
+        if plotted:
+            power_ax.set_ylabel("W")
+            power_ax.set_title("Power")
+            power_ax.legend(**_OUTSIDE)
+        else:
+            power_ax.set_title("Power: not reported by this device")
+            power_ax.set_yticks([])
+        power_ax.set_xlabel("seconds since the job's first sample (shaded: measured windows)")
+        return to_svg(fig, f"time series of job {cell.job_id}")
+
+
+_OUTSIDE: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.06, 1.0), "borderaxespad": 0.0}
+
+
+def _merge_legends(a: Axes, b: Axes) -> None:
+    h1, l1 = a.get_legend_handles_labels()
+    h2, l2 = b.get_legend_handles_labels()
+    a.legend(h1 + h2, l1 + l2, **_OUTSIDE)

@@ -1,0 +1,512 @@
+"""Native PyTorch: the hand-tuned reference loop that the Keras backends are measured against.
+
+Best practice, each knob reported as it was in force: channels_last memory
+format on CUDA (channels_first on the CPU unless the job asks), autocast for
+bf16/fp16 with a GradScaler for fp16, optional torch.compile, cudnn.benchmark,
+fused optimisers where the build has them, in-memory data resident on the
+device, streamed batches pinned by the loader's threads and copied
+non_blocking. Optimisers use Keras's default hyper-parameters (Adam and
+RMSprop epsilon 1e-7, RMSprop rho 0.9) so the comparison with Keras is fair.
+
+Where the model runs is a Placement: SingleDevice, or Distributed for
+``gpus > 1``: DistributedDataParallel with one process per GPU (NCCL; gloo on
+the CPU). The runner process becomes rank 0 and starts ranks 1..N-1 as child
+processes of its own (same process group, so cancelling kills them all);
+their protocol output goes to /dev/null, only rank 0 speaks. workload.batch_size
+is per process (per GPU); images per second are global.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+from . import datasets, torch_models
+from .catalogue import DATASETS
+from .errors import OutOfMemory, Unsupported
+from .timing import RunTimer
+
+# Keras's defaults (keras.optimizers.Adam / RMSprop), not torch's (1e-8, alpha 0.99).
+KERAS_ADAM = {"betas": (0.9, 0.999), "eps": 1e-7}
+KERAS_RMSPROP = {"alpha": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False}
+
+
+class SingleDevice(object):
+    """One process on one device (the CPU, or cuda:0)."""
+
+    world_size = 1
+    rank = 0
+
+    def __init__(self, torch, device):
+        self.torch = torch
+        self.device = device
+        self.is_cuda = device.type == "cuda"
+
+    def sync(self):
+        if self.is_cuda:
+            self.torch.cuda.synchronize(self.device)
+
+    def timer_sync(self):
+        """What RunTimer calls before it reads the clock (None on the CPU: nothing is queued)."""
+        return self.sync if self.is_cuda else None
+
+    def wrap(self, model):
+        return model
+
+    def shard(self, order):
+        return order
+
+    def reduce_sum(self, tensor):
+        return tensor
+
+    def describe(self):
+        return str(self.device)
+
+
+class Distributed(SingleDevice):
+    """One process per device under torch.distributed (DistributedDataParallel)."""
+
+    def __init__(self, torch, device, rank, world_size):
+        SingleDevice.__init__(self, torch, device)
+        self.rank = rank
+        self.world_size = world_size
+
+    def timer_sync(self):
+        # an epoch ends when every rank has finished its share
+        def sync():
+            self.sync()
+            self.torch.distributed.barrier()
+
+        return sync
+
+    def wrap(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.is_cuda:
+            return DistributedDataParallel(model, device_ids=[self.device.index])
+        return DistributedDataParallel(model)
+
+    def shard(self, order):
+        return order[self.rank::self.world_size]
+
+    def reduce_sum(self, tensor):
+        self.torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def describe(self):
+        backend = self.torch.distributed.get_backend()
+        return "DistributedDataParallel, %d processes (%s), rank %d on %s" % (
+            self.world_size, backend, self.rank, self.device)
+
+
+def world_size_for(spec):
+    """Processes to train with: gpus, or EDGEBENCH_CPU_WORLD_SIZE on the CPU (CI's gloo test)."""
+    gpus = int(spec.get("gpus", 0) or 0)
+    if gpus == 0:
+        return int(os.environ.get("EDGEBENCH_CPU_WORLD_SIZE", "1"))
+    return gpus
+
+
+def placement_for(torch, spec):
+    gpus = int(spec.get("gpus", 0) or 0)
+    world = world_size_for(spec)
+    if gpus and not torch.cuda.is_available():
+        raise Unsupported("gpus=%d but this torch build (%s) sees no CUDA device"
+                          % (gpus, torch.__version__))
+    if world > 1:
+        rank = int(os.environ["EDGEBENCH_RANK"])
+        if gpus:
+            if torch.cuda.device_count() < world:
+                raise Unsupported("gpus=%d but CUDA sees %d devices" % (gpus, torch.cuda.device_count()))
+            device = torch.device("cuda", rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        torch.distributed.init_process_group("nccl" if gpus else "gloo", rank=rank, world_size=world)
+        placement = Distributed(torch, device, rank, world)
+        return placement, placement.describe()
+    if gpus == 0:
+        return SingleDevice(torch, torch.device("cpu")), "cpu"
+    return SingleDevice(torch, torch.device("cuda", 0)), "cuda:0"
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def launch_ranks(spec, dataset_root, world):
+    """Rank 0 (this process) starts ranks 1..world-1 with the same job; returns their Popen objects."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ["EDGEBENCH_RANK"] = "0"
+    path = spec["_job_path"]  # the same job file: every rank reads the same spec
+    procs = []
+    for rank in range(1, world):
+        env = dict(os.environ, EDGEBENCH_RANK=str(rank))
+        procs.append(subprocess.Popen(
+            # __package__: "runner" in the agent's private copy and the images
+            [sys.executable, "-m", __package__, "--job", path, "--dataset-root", dataset_root],
+            env=env, stdout=subprocess.DEVNULL))
+    return procs
+
+
+def library_versions(torch, streamed):
+    versions = {"torch": torch.__version__}
+    import numpy
+
+    versions["numpy"] = numpy.__version__
+    if torch.version.cuda:
+        versions["cuda"] = torch.version.cuda
+    if torch.backends.cudnn.is_available():
+        versions["cudnn"] = str(torch.backends.cudnn.version())
+    if streamed:
+        try:
+            import PIL
+
+            versions["pillow"] = PIL.__version__
+        except ImportError:
+            pass
+    return versions
+
+
+def configure_memory(torch, placement, spec):
+    """Map the job's memory policy onto the CUDA caching allocator; return what is in force."""
+    policy = spec.get("memory_policy", "default")
+    frac = spec.get("memory_fraction")
+    if not placement.is_cuda:
+        return "cpu: host memory (memory_policy %s does not apply)" % policy
+    device = placement.device
+    if policy in ("fraction", "preallocate"):
+        torch.cuda.set_per_process_memory_fraction(float(frac), device)
+        if policy == "preallocate":
+            total = torch.cuda.get_device_properties(device).total_memory
+            block = torch.empty(int(total * float(frac) * 0.95), dtype=torch.uint8, device=device)
+            del block  # freed to the caching allocator, which keeps it reserved for this process
+            return "torch: preallocated %.0f%% of device memory into the caching allocator" % (
+                95 * float(frac))
+        return "torch: caching allocator on demand, capped at fraction %s" % frac
+    return "torch: caching allocator, on demand (memory_policy %s)" % policy
+
+
+def optimizer_for(torch, name, groups, learning_rate, placement):
+    """Keras-equivalent optimiser; fused kernels where the build supports them."""
+    if name == "adam":
+        cls, kwargs = torch.optim.Adam, dict(KERAS_ADAM)
+    elif name == "rmsprop":
+        cls, kwargs = torch.optim.RMSprop, dict(KERAS_RMSPROP)
+    elif name == "sgd":
+        cls, kwargs = torch.optim.SGD, {"momentum": 0.0}
+    else:
+        raise Unsupported("unknown optimizer %r" % name)
+    for impl in ("fused", "foreach"):
+        try:
+            return cls(groups, lr=learning_rate, **dict(kwargs, **{impl: True})), impl
+        except (RuntimeError, TypeError, ValueError):
+            continue  # not in this build or not for this device
+    return cls(groups, lr=learning_rate, **kwargs), "for-loop"
+
+
+class Precision(object):
+    """autocast + GradScaler for one precision setting."""
+
+    DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+    def __init__(self, torch, precision, device):
+        self.torch = torch
+        self.device_type = device.type
+        self.dtype = getattr(torch, self.DTYPES[precision]) if precision in self.DTYPES else None
+        self.scaler = None
+        if precision == "fp16":
+            self.scaler = torch.amp.GradScaler(device.type)
+
+    def autocast(self):
+        if self.dtype is None:
+            return self.torch.autocast(self.device_type, enabled=False)
+        return self.torch.autocast(self.device_type, dtype=self.dtype)
+
+    def describe(self):
+        if self.dtype is None:
+            return "fp32 (no autocast)"
+        return "autocast %s%s" % (self.dtype, ", GradScaler" if self.scaler else "")
+
+
+class InMemory(object):
+    """Samples held as one NCHW tensor on the training device (host memory on the CPU)."""
+
+    def __init__(self, torch, placement, x, y, batch_size, memory_format, seed=0):
+        self.torch = torch
+        self.placement = placement
+        device = placement.device
+        # NHWC numpy seen as NCHW is already channels_last in memory: to() keeps the format asked
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+        self.x = xt.to(device).contiguous(memory_format=memory_format)
+        self.y = torch.from_numpy(y).to(device=device, dtype=torch.long)
+        self.batch_size = batch_size
+        self.memory_format = memory_format
+        # each rank takes every world_size-th sample of a shared permutation
+        self.n_batches = len(x) // (batch_size * placement.world_size)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def describe(self):
+        return "resident on %s" % self.placement.device
+
+    def batches(self, shuffle):
+        """Endless full batches; a fresh permutation per pass when shuffling (as Keras fit does)."""
+        torch = self.torch
+        bs = self.batch_size
+        n = self.n_batches * bs * self.placement.world_size
+        while True:
+            if shuffle:
+                order = torch.randperm(len(self.x), device=self.x.device, generator=self.generator)[:n]
+                order = self.placement.shard(order)
+                for k in range(self.n_batches):
+                    idx = order[k * bs:(k + 1) * bs]
+                    yield (self.x.index_select(0, idx).contiguous(memory_format=self.memory_format),
+                           self.y.index_select(0, idx))
+            else:
+                for k in range(self.n_batches):
+                    yield self.x[k * bs:(k + 1) * bs], self.y[k * bs:(k + 1) * bs]
+
+
+class Streamed(object):
+    """Batches from runner/imagenet.py; pinned in its worker threads, copied non_blocking."""
+
+    def __init__(self, torch, placement, stream, memory_format):
+        self.torch = torch
+        self.placement = placement
+        self.stream = stream
+        self.memory_format = memory_format
+        self.n_batches = max(1, len(stream) // stream.batch_size)  # the stream wraps around
+        pin = placement.is_cuda
+
+        def to_tensors(x, y):
+            xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+            yt = torch.from_numpy(y).long()
+            if pin:
+                xt, yt = xt.pin_memory(), yt.pin_memory()
+            return xt, yt
+
+        stream.transform = to_tensors
+
+    def describe(self):
+        how = "pinned host batches, non_blocking copies" if self.placement.is_cuda else "host batches"
+        return "streamed (%s), %s" % (self.stream.describe(), how)
+
+    def batches(self, shuffle):
+        device = self.placement.device
+        for xt, yt in self.stream:
+            yield (xt.to(device, non_blocking=True).contiguous(memory_format=self.memory_format),
+                   yt.to(device, non_blocking=True))
+
+    def close(self):
+        self.stream.close()
+
+
+def _data_format(spec, placement):
+    fmt = spec.get("data_format")
+    if fmt:
+        return fmt
+    return "channels_last" if placement.is_cuda else "channels_first"
+
+
+def _load_data(torch, spec, dataset_root, placement, memory_format, infer):
+    """Return (source object, data_source, samples)."""
+    from . import imagenet
+
+    wl = spec["workload"]
+    bs = wl["batch_size"]
+    if datasets.is_streamed(wl["dataset"], wl.get("synthetic", False)):
+        stream = imagenet.ImageFolderStream(dataset_root, bs, samples=wl.get("samples"),
+                                            rank=placement.rank, world_size=placement.world_size)
+        if infer:
+            # decoded up front so that latency is the model's alone
+            x, y = imagenet.infer_arrays(stream, wl.get("samples"))
+            return InMemory(torch, placement, x, y, bs, memory_format), "real", len(x)
+        return Streamed(torch, placement, stream, memory_format), "real", stream.total_samples
+    x, y, source = datasets.load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
+    if len(x) < bs:
+        raise Unsupported("workload.batch_size %d exceeds the %d samples available" % (bs, len(x)))
+    return InMemory(torch, placement, x, y, bs, memory_format), source, len(x)
+
+
+def _check_infer_epochs(spec):
+    epochs = spec["workload"]["epochs"]
+    if spec["warmup_epochs"] >= epochs:
+        raise Unsupported("mode infer: workload.epochs (%d) must exceed warmup_epochs (%d) so that "
+                          "one pass is measured" % (epochs, spec["warmup_epochs"]))
+
+
+def run(spec, emitter, dataset_root):
+    import torch
+
+    world = world_size_for(spec)
+    ranks = []
+    if world > 1 and "EDGEBENCH_RANK" not in os.environ:
+        ranks = launch_ranks(spec, dataset_root, world)
+    try:
+        _run(torch, spec, emitter, dataset_root)
+    except getattr(torch.cuda, "OutOfMemoryError", MemoryError) as exc:
+        raise OutOfMemory("%s: %s" % (type(exc).__name__, str(exc)[:2000])) from exc
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for proc in ranks:
+            if proc.wait() != 0:
+                raise Unsupported("DDP rank exited with status %d (its stderr is in the job log)"
+                                  % proc.returncode)
+
+
+def _run(torch, spec, emitter, dataset_root):
+    wl = spec["workload"]
+    mode = spec.get("mode", "train")
+    if mode == "infer":
+        _check_infer_epochs(spec)
+    placement, device_note = placement_for(torch, spec)
+    streamed = datasets.is_streamed(wl["dataset"], wl.get("synthetic", False))
+    emitter.emit("hello", backend="torch", libraries=library_versions(torch, streamed), pid=os.getpid())
+    memory_desc = configure_memory(torch, placement, spec)
+    if placement.is_cuda:
+        # fixed shapes every step: let cuDNN pick its fastest algorithms once
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+
+    data_format = _data_format(spec, placement)
+    memory_format = torch.channels_last if data_format == "channels_last" else torch.contiguous_format
+    source, data_source, samples = _load_data(torch, spec, dataset_root, placement, memory_format,
+                                              mode == "infer")
+    emitter.emit("data", source=data_source, samples=int(samples))
+    precision = Precision(torch, spec.get("precision", "fp32"), placement.device)
+    compiled = bool(spec.get("compile"))
+    knobs = {
+        "device": device_note,
+        "data_format": data_format,
+        "memory_format": "channels_last" if data_format == "channels_last" else "contiguous (NCHW)",
+        "precision": precision.describe(),
+        "compile": "torch.compile (default mode)" if compiled else "eager",
+        "torch_threads": str(torch.get_num_threads()),
+        "data": source.describe(),
+        "memory": memory_desc,
+    }
+    if placement.is_cuda:
+        knobs["cudnn_benchmark"] = str(bool(torch.backends.cudnn.benchmark))
+        # whether fp32 convolutions and matmuls may use TF32 differs per framework: say which
+        knobs["tf32_matmul"] = str(bool(torch.backends.cuda.matmul.allow_tf32))
+        knobs["tf32_cudnn"] = str(bool(torch.backends.cudnn.allow_tf32))
+    runs = []
+    try:
+        for repeat in range(1, spec.get("repeats", 1) + 1):
+            if mode == "infer":
+                timer = infer_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled,
+                                     memory_format)
+                runs.append(timer.run_record("infer", knobs=knobs))
+            else:
+                timer, loss, acc, opt_impl = train_repeat(
+                    torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format)
+                knobs["optimizer_impl"] = opt_impl
+                runs.append(timer.run_record("train", loss, acc, knobs))
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+    if placement.is_cuda:
+        knobs["peak_allocated_bytes"] = str(torch.cuda.max_memory_allocated(placement.device))
+        knobs["peak_reserved_bytes"] = str(torch.cuda.max_memory_reserved(placement.device))
+    emitter.emit("result", runs=runs, knobs=knobs, data_source=data_source,
+                 global_batch_size=wl["batch_size"] * placement.world_size,
+                 per_device_batch_size=wl["batch_size"])
+
+
+def _build(torch, spec, placement, memory_format):
+    wl = spec["workload"]
+    info = DATASETS[wl["dataset"]]
+    model = torch_models.build(wl["model"], info["shape"], info["classes"])
+    return model.to(placement.device, memory_format=memory_format)
+
+
+def _steps(spec, source):
+    steps = spec["workload"].get("steps_per_epoch") or source.n_batches
+    if steps < 1:
+        raise Unsupported("workload.batch_size %d exceeds the samples available"
+                          % spec["workload"]["batch_size"])
+    return steps
+
+
+def train_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format):
+    """One repeat: build, then epochs of steps; returns (RunTimer, loss, accuracy, optimiser impl)."""
+    import torch.nn.functional as F
+
+    wl = spec["workload"]
+    bs = wl["batch_size"]
+    global_bs = bs * placement.world_size  # images per step, all ranks together
+    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], global_bs, placement.timer_sync())
+    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
+    model = _build(torch, spec, placement, memory_format)
+    decayed = torch_models.l2_regularised(model, wl["model"])
+    decayed_ids = set(id(p) for p in decayed)
+    groups = [{"params": [p for p in model.parameters() if id(p) not in decayed_ids]}]
+    if decayed:
+        groups.append({"params": decayed, "weight_decay": torch_models.L2_WEIGHT_DECAY})
+    opt, opt_impl = optimizer_for(torch, wl["optimizer"], groups, wl["learning_rate"], placement)
+    net = placement.wrap(model)
+    if compiled:
+        net = torch.compile(net)
+    net.train()
+    scaler = precision.scaler
+    steps = _steps(spec, source)
+    batches = source.batches(shuffle=True)
+    loss = None
+    for epoch in range(1, wl["epochs"] + 1):
+        timer.epoch_begin(epoch)
+        # summed on the device; read once per epoch so that no step waits for the GPU
+        loss_sum = torch.zeros((), device=placement.device)
+        correct = torch.zeros((), device=placement.device, dtype=torch.long)
+        for _ in range(steps):
+            xb, yb = next(batches)
+            opt.zero_grad(set_to_none=True)
+            with precision.autocast():
+                out = net(xb)
+                loss = F.cross_entropy(out, yb)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            loss_sum += loss.detach()
+            correct += (out.detach().argmax(1) == yb).sum()
+            # a tensor: RunTimer reads it (a device sync) only when it emits progress, ~1/s
+            timer.batch_end(images=global_bs, loss=loss.detach())
+        totals = placement.reduce_sum(torch.stack([loss_sum.float(), correct.float()])).tolist()
+        n_batches = steps * placement.world_size
+        timer.epoch_end(loss=totals[0] / n_batches, accuracy=totals[1] / (n_batches * bs))
+    last = timer.epoch_stats[-1] if timer.epoch_stats else {}
+    return timer, last.get("loss"), last.get("accuracy"), opt_impl
+
+
+def infer_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format):
+    """Per-batch latency with a device sync after every batch; warm-up passes excluded."""
+    wl = spec["workload"]
+    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"],
+                     placement.timer_sync())
+    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
+    model = _build(torch, spec, placement, memory_format)
+    model.eval()
+    net = torch.compile(model) if compiled else model
+    steps = _steps(spec, source)
+    batches = source.batches(shuffle=False)
+    with torch.inference_mode():
+        for epoch in range(1, wl["epochs"] + 1):
+            timer.epoch_begin(epoch)
+            for _ in range(steps):
+                xb, _ = next(batches)
+                with precision.autocast():
+                    net(xb)
+                placement.sync()
+                timer.batch_end()
+            timer.epoch_end()
+    return timer

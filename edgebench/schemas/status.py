@@ -1,0 +1,43 @@
+"""Agent presence and capabilities (published retained)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from edgebench.schemas.base import Identifier, StrictModel
+
+
+class GpuInfo(StrictModel):
+    index: int
+    name: str
+    uuid: str | None = None
+    driver: str | None = None
+    cuda: str | None = None
+    mem_total_bytes: int | None = None
+    power_limit_w: float | None = None
+
+
+class BackendInfo(StrictModel):
+    backend: str
+    available: bool
+    executor: Literal["local", "docker"]
+    detail: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class AgentStatus(StrictModel):
+    kind: Literal["status"] = "status"
+    device_id: Identifier
+    fleet: Identifier
+    online: bool
+    at: datetime
+    agent_version: str = ""
+    tags: list[Identifier] = Field(default_factory=list)
+    backends: list[BackendInfo] = Field(default_factory=list)
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    busy_job_id: str | None = None
+    queue_length: int = 0
+    host: str = ""

@@ -1,0 +1,85 @@
+"""Telemetry summaries computed inside the measured window."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgebench.schemas.base import StrictModel
+
+UTILISATION_MEANING = (
+    "GPU utilisation is NVML's 'fraction of the sample period during which one or more "
+    "kernels ran', not how busy the SMs were; read it beside SM clock, power and energy."
+)
+
+
+class Stat(StrictModel):
+    """Over the samples inside the measured window(s); p50/p95 interpolate linearly."""
+
+    mean: float
+    p50: float
+    p95: float
+    max: float
+
+
+class GpuTelemetry(StrictModel):
+    """One GPU over the measured window(s). Read util_pct beside sm_clock_mhz, power_w
+    and energy_j (see UTILISATION_MEANING); a metric the device cannot report is None."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    # What NVML calls utilisation says little alone: SM clock, power and energy sit beside it.
+    util_pct: Stat | None = None
+    sm_clock_mhz: Stat | None = None
+    power_w: Stat | None = None
+    power_scope: str | None = Field(
+        default=None,
+        description="What power_w and energy_j cover: 'gpu_board' (NVML), "
+        "'module_input:VDD_IN' or 'sum_of_rails:...' (Jetson).",
+    )
+    energy_j: float | None = None
+    energy_source: Literal["counter", "power_integral"] | None = None
+    mem_util_pct: Stat | None = None
+    mem_clock_mhz: Stat | None = None
+    temperature_c: Stat | None = None
+    mem_used_bytes_peak: int | None = None  # whole device, every process
+    process_mem_bytes_peak: int | None = None  # the runner's process tree
+    throttle_reasons: list[str] = Field(
+        default_factory=list, description="Clock event reasons seen in the window, most frequent first."
+    )
+    clock_event_fractions: dict[str, float] = Field(
+        default_factory=dict, description="Fraction of in-window samples in which each reason was active."
+    )
+
+
+class TelemetrySummary(StrictModel):
+    source: Literal["nvml", "jetson", "none"]
+    interval_s: float
+    window_s: float  # summed length of the measured windows
+    window_count: int = 1
+    samples: int  # samples inside the windows
+    gpus: list[GpuTelemetry] = Field(default_factory=list)
+    cpu_pct: Stat | None = None  # runner process tree, percent of one core
+    rss_bytes_peak: int | None = None  # runner process tree, summed RSS
+    energy_j: float | None = None  # all GPUs, inside the windows
+    energy_j_per_epoch: float | None = None
+    img_per_j: float | None = None
+    memory_policy: str | None = None
+    utilisation_meaning: str = UTILISATION_MEANING
+
+
+class TimeSeries(StrictModel):
+    """Compact column-oriented series sampled over the whole job.
+
+    ``t_s`` is seconds since the first sample (``t0_unix_s``); columns are named
+    ``gpu<i>_<metric>_<unit>``, ``cpu_pct`` and ``rss_mib``. ``window`` spans the
+    first begin to the last end; ``windows`` lists every measured window.
+    """
+
+    t_s: list[float]
+    columns: dict[str, list[float | None]]
+    window: tuple[float, float] | None = None
+    windows: list[tuple[float, float]] = Field(default_factory=list)
+    t0_unix_s: float | None = None
