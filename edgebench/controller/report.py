@@ -15,7 +15,6 @@ terminal, Markdown, CSV, JSON and HTML outputs show the same numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -259,24 +258,16 @@ def job_variant(r: ResultRow) -> str:
     Part of a cell's identity, so that a knob sweep's configurations are not
     merged into one cell; shown beside the precision.
     """
-    spec = None
-    if r.result_json:
-        try:
-            spec = json.loads(r.result_json).get("job")
-        except ValueError:
-            spec = None
-    if not spec:
-        return ""
     parts = []
-    if spec.get("data_format"):
-        parts.append(str(spec["data_format"]))
-    if spec.get("compile") is not None:
-        parts.append("compiled" if spec["compile"] else "eager")
+    if r.data_format:
+        parts.append(str(r.data_format))
+    if r.compiled is not None:
+        parts.append("compiled" if r.compiled else "eager")
     return "".join(f" · {p}" for p in parts)
 
 
 def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
-    """variant: job_variant(r), computed once by the caller (it parses the stored JSON)."""
+    """variant: job_variant(r), computed once by the caller."""
     base: dict[str, Any] = dict(
         device_id=r.device_id, workload=workload_label(r.model, r.dataset), model=r.model, dataset=r.dataset,
         mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision + variant,

@@ -60,6 +60,9 @@ results = sa.Table(
     sa.Column("batch_size", sa.Integer),
     sa.Column("precision", sa.String(8)),
     sa.Column("gpus", sa.Integer),
+    # knobs the job set explicitly beyond precision: part of a report cell's identity
+    sa.Column("data_format", sa.String(16)),
+    sa.Column("compiled", sa.Boolean),
     sa.Column("img_per_s", sa.Float),
     sa.Column("img_per_s_std", sa.Float),
     sa.Column("error_type", sa.String(32)),
@@ -83,10 +86,55 @@ schema_migrations = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True)),
 )
 
-# version -> callable(connection). Version 1 creates the tables above; later
-# versions alter them. Never edit an applied migration: add a new one.
+def _v1_tables(conn: sa.Connection) -> None:
+    # version 1's results table had no data_format / compiled columns: create it
+    # as it was, so that migration 2 applies to old and new stores alike
+    results_v1 = sa.Table("results", sa.MetaData(),
+                          *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
+                                      index=c.index)
+                            for c in results.columns if c.name not in ("data_format", "compiled")))
+    metadata.create_all(conn, tables=[jobs, events, devices])
+    results_v1.create(conn, checkfirst=True)
+
+
+def _v2_variant_columns(conn: sa.Connection) -> None:
+    """results.data_format / compiled, backfilled from each row's job spec, so that
+    reports read a cell's identity from columns instead of re-parsing every result."""
+    conn.execute(sa.text("ALTER TABLE results ADD COLUMN data_format VARCHAR(16)"))
+    conn.execute(sa.text("ALTER TABLE results ADD COLUMN compiled BOOLEAN"))
+    specs = {(r[0], r[1]): r[2] for r in conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json))}
+    rows = conn.execute(sa.select(results.c.job_id, results.c.device_id, results.c.attempt,
+                                  results.c.result_json)).all()
+    for job_id, device_id, attempt, result_json in rows:
+        spec = _spec_of(result_json, specs.get((job_id, device_id)))
+        if spec is None:
+            continue
+        conn.execute(results.update().where(results.c.job_id == job_id, results.c.device_id == device_id,
+                                            results.c.attempt == attempt)
+                     .values(data_format=spec.get("data_format"), compiled=spec.get("compile")))
+
+
+def _spec_of(result_json: str | None, spec_json: str | None) -> dict[str, Any] | None:
+    import json
+
+    for text, key in ((result_json, "job"), (spec_json, None)):
+        if not text:
+            continue
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        doc = doc.get(key) if key else doc
+        if isinstance(doc, dict):
+            return doc
+    return None
+
+
+# version -> callable(connection). Version 1 creates the tables; later versions
+# alter them. Never edit an applied migration: add a new one.
 MIGRATIONS: dict[int, Any] = {
-    1: lambda conn: metadata.create_all(conn, tables=[jobs, events, results, devices]),
+    1: _v1_tables,
+    2: _v2_variant_columns,
 }
 
 
@@ -122,6 +170,8 @@ class ResultRow:
     batch_size: int
     precision: str
     gpus: int
+    data_format: str | None
+    compiled: bool | None
     img_per_s: float | None
     img_per_s_std: float | None
     error_type: str | None
@@ -130,7 +180,7 @@ class ResultRow:
     result_json: str | None
 
     def result(self) -> Result | None:
-        return Result.model_validate_json(self.result_json) if self.result_json else None
+        return Result.from_stored_json(self.result_json) if self.result_json else None
 
 
 def default_store_url() -> str:
@@ -341,19 +391,15 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
         "reason": event.reason, "finished_at": event.at,
         "result_json": res.model_dump_json() if res else None,
     }
-    if res is None and spec is not None:
-        # failed jobs have no Result: describe them from the dispatched spec so
-        # that an OOM shows up in its cell of the report
+    # one description of what ran: the job a result embeds, else the dispatched spec
+    job = res.job if res is not None else spec
+    if job is not None:
         values.update(
-            backend=spec.backend.value, mode=spec.mode.value, model=spec.workload.model,
-            dataset=spec.workload.dataset, batch_size=spec.workload.batch_size,
-            precision=spec.precision.value, gpus=spec.gpus,
+            backend=job.backend.value, mode=job.mode.value, model=job.workload.model,
+            dataset=job.workload.dataset, batch_size=job.workload.batch_size,
+            precision=job.precision.value, gpus=job.gpus,
+            data_format=job.data_format.value if job.data_format else None, compiled=job.compile,
         )
     if res is not None:
-        values.update(
-            backend=res.backend.value, mode=res.mode.value, model=res.workload.model,
-            dataset=res.workload.dataset, batch_size=res.workload.batch_size,
-            precision=res.precision.value, gpus=res.gpus,
-            img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s,
-        )
+        values.update(img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s)
     return values

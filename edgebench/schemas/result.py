@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from edgebench.schemas.base import StrictModel
 from edgebench.schemas.job import Backend, DataFormat, JobSpec, MemoryPolicy, Mode, Precision, Workload
@@ -94,21 +95,32 @@ class Fingerprint(StrictModel):
     container_digest: str | None = None
 
 
+class DevicesUsed(StrictModel):
+    """Where the framework actually ran the job, as the framework itself reports it
+    (not what the job asked for): JAX's platform and devices, torch's device, TF's
+    logical devices, MXNet's context, a runtime's execution provider."""
+
+    framework: str = Field(max_length=64)
+    kind: Literal["cpu", "gpu", "other"]
+    devices: list[str] = Field(default_factory=list, max_length=256)
+    detail: str = Field(default="", max_length=2000)
+
+
+# JobSpec fields that older results copied beside the embedded job (results are
+# stored for years: Result.from_stored_json drops them on read).
+_LEGACY_JOB_COPIES = ("sweep_id", "backend", "mode", "workload", "precision", "data_format", "compile",
+                      "memory_policy", "memory_fraction", "gpus")
+
+
 class Result(StrictModel):
+    """One job's measurements. What was asked is ``job`` (the one description of
+    the job); everything else is what the device measured and where it ran."""
+
     job_id: str
     device_id: str
-    sweep_id: str | None = None
-    backend: Backend
-    mode: Mode
-    workload: Workload
-    precision: Precision
-    data_format: DataFormat | None
-    compile: bool | None
-    memory_policy: MemoryPolicy
-    memory_fraction: float | None = None
-    gpus: int
-    global_batch_size: int
-    per_device_batch_size: int
+    job: JobSpec
+    global_batch_size: int = Field(ge=0, le=2**31 - 1)
+    per_device_batch_size: int = Field(ge=0, le=2**31 - 1)
     data_source: Literal["real", "synthetic"]
     summary: ThroughputSummary  # the median repeat
     repeat_spread: RepeatSpread
@@ -116,9 +128,64 @@ class Result(StrictModel):
     knobs: dict[str, str] = Field(
         default_factory=dict, description="What was in force, as the runner reports it."
     )
+    devices_used: DevicesUsed | None = None  # absent in results from before it was recorded
     telemetry: TelemetrySummary | None = None
     timeseries: TimeSeries | None = None
     fingerprint: Fingerprint
-    job: JobSpec
     started_at: datetime
     finished_at: datetime
+
+    @classmethod
+    def from_stored_json(cls, text: str | bytes) -> Result:
+        """Parse a stored result, also one written before the job's fields stopped
+        being copied beside the embedded job (those copies are dropped)."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            legacy = [e for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+                      and e["loc"][0] in _LEGACY_JOB_COPIES]
+            if not legacy:
+                raise
+        doc = json.loads(text)
+        return cls.model_validate_json(json.dumps({k: v for k, v in doc.items() if k not in _LEGACY_JOB_COPIES}))
+
+    # What was asked, read through the embedded job (one source of truth).
+    @property
+    def sweep_id(self) -> str | None:
+        return self.job.sweep_id
+
+    @property
+    def backend(self) -> Backend:
+        return self.job.backend
+
+    @property
+    def mode(self) -> Mode:
+        return self.job.mode
+
+    @property
+    def workload(self) -> Workload:
+        return self.job.workload
+
+    @property
+    def precision(self) -> Precision:
+        return self.job.precision
+
+    @property
+    def data_format(self) -> DataFormat | None:
+        return self.job.data_format
+
+    @property
+    def compile(self) -> bool | None:
+        return self.job.compile
+
+    @property
+    def memory_policy(self) -> MemoryPolicy:
+        return self.job.memory_policy
+
+    @property
+    def memory_fraction(self) -> float | None:
+        return self.job.memory_fraction
+
+    @property
+    def gpus(self) -> int:
+        return self.job.gpus

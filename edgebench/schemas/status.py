@@ -26,6 +26,11 @@ class BackendInfo(StrictModel):
     executor: Literal["local", "docker"]
     detail: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
+    # what the framework itself sees here (runner/probe.py), so that a GPU job is
+    # never sent to a box whose framework build is CPU-only
+    accelerators: int | None = Field(default=None, ge=0, le=1024,
+                                     description="GPUs the framework sees; None: not probed")
+    accelerator_detail: str = Field(default="", max_length=500)
 
 
 class AgentStatus(StrictModel):

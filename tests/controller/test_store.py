@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
-from edgebench.controller.store import ResultStore
+from edgebench.controller.store import MIGRATIONS, ResultStore
 from edgebench.schemas import ErrorType, JobEvent, JobState
 from tests.helpers import sleep_job
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _event(seq: int, state: JobState, **kw: object) -> JobEvent:
@@ -37,5 +41,39 @@ def test_late_progress_does_not_reopen_a_finished_job(tmp_path) -> None:
 
 def test_migrations_are_recorded(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    assert ResultStore(url).schema_version() == 1
-    assert ResultStore(url).migrate() == 1  # idempotent
+    latest = max(MIGRATIONS)
+    assert ResultStore(url).schema_version() == latest
+    assert ResultStore(url).migrate() == latest  # idempotent
+
+
+def test_a_version_1_store_migrates_and_still_reports(tmp_path) -> None:
+    """Stores are kept for years: one written by schema version 1 (the committed
+    report fixture) gains the variant columns, backfilled from each job, and its
+    results, which still carry the job fields copied beside the job, still parse."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURES / "report_store_gpu.sqlite", db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 1
+    # one row as a version-1 knob sweep wrote it: the layout set, in the job and in the copy beside it
+    job_id, text = conn.execute("SELECT job_id, result_json FROM results WHERE result_json IS NOT NULL").fetchone()
+    doc = json.loads(text)
+    doc["data_format"] = doc["job"]["data_format"] = "channels_first"
+    doc["compile"] = doc["job"]["compile"] = False
+    conn.execute("UPDATE results SET result_json=? WHERE job_id=?", (json.dumps(doc), job_id))
+    conn.commit()
+    conn.close()
+    store = ResultStore(f"sqlite:///{db}")
+    assert store.schema_version() == max(MIGRATIONS)
+    rows = store.results()
+    assert rows and all(r.result() is not None for r in rows if r.result_json)
+    for r in rows:
+        res = r.result()
+        if res is not None:
+            assert r.data_format == (res.job.data_format.value if res.job.data_format else None)
+            assert r.compiled == res.job.compile
+            assert res.backend == res.job.backend  # read through the embedded job
+    knob_row = next(r for r in rows if r.job_id == job_id)
+    assert (knob_row.data_format, knob_row.compiled) == ("channels_first", False)
