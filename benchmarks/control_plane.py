@@ -211,7 +211,7 @@ def bench_ingestion(broker: Broker, workdir: Path, events: int, batch: int, resu
             res = result.model_copy(update={"job_id": job_id, "device_id": "sim1",
                                             "job": result.job.model_copy(update={"job_id": job_id})})
             ev = JobEvent(job_id=job_id, device_id="sim1", seq=2, state=JobState.SUCCEEDED, at=now, result=res)
-            payload = encode(Envelope(sender="sim1", body=ev))
+            payload = encode(Envelope.of(sender="sim1", body=ev))
             payload_bytes += len(payload)
             sim.publish(topic, payload)
         for _ in range(events):

@@ -58,7 +58,7 @@ class RawClient:
         assert self.client.publish_and_wait(topics.jobs(self.fleet, self.device_id), payload)
 
     def send_job(self, job: JobSpec) -> None:
-        self.send(encode(Envelope(sender="test", body=job)))
+        self.send(encode(Envelope.of(sender="test", body=job)))
 
     def events(self, timeout_s: float, until: Any = None) -> list[JobEvent]:
         out: list[JobEvent] = []

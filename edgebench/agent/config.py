@@ -78,7 +78,11 @@ class AgentConfig(BaseModel):
     )
     metrics_port: int | None = None
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    job_public_key: Path | None = None  # when set, unsigned or altered jobs are rejected
+    job_public_key: Path | None = None  # when set, unsigned or altered jobs, cancels and replays are rejected
+    retention_s: float = Field(
+        default=30 * 24 * 3600, ge=3600,
+        description="How long the agent keeps each job's state-change events (and results) for a controller's "
+        "reconciliation after it lost events (docs/JOBS.md).")
     status_interval_s: float = 60.0
     concurrent_per_gpu: bool = False
     gpu_indices: list[int] | None = Field(

@@ -1,10 +1,15 @@
-"""The agent daemon: presence, job intake, one-at-a-time execution, outbox.
+"""The agent daemon: identity and presence, threads, recovery, job execution.
 
 Threads: paho's network thread (callbacks only hand over), the main thread
-(handles inbound messages), workers (one by default: jobs run one at a time
-in order; with ``concurrent_per_gpu`` one per GPU, each job pinned to its
-GPUs by agent/gpupool.py) and the outbox publisher (publishes stored events
-until the broker acknowledges them).
+(inbound messages, through agent/intake.py), workers (one by default: jobs run
+one at a time in order; with ``concurrent_per_gpu`` one per GPU, each job
+pinned to its GPUs by agent/gpupool.py) and the outbox publisher
+(agent/outbox.py: publishes stored events until the broker acknowledges them).
+
+Every state change of a job commits together with the event that announces it
+(agent/store.py); the runner's outcome is saved before that commit
+(agent/outcome.py), so an agent killed at any instant reports every job it
+accepted, with its result where one was measured.
 """
 
 from __future__ import annotations
@@ -16,36 +21,38 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgebench.agent import faults
 from edgebench.agent.config import AgentConfig
-from edgebench.agent.eventsize import encode_event
 from edgebench.agent.executor import Executor, ExecutorError, install_runner_code, make_executor
 from edgebench.agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
 from edgebench.agent.gpupool import GpuPool
+from edgebench.agent.intake import Intake, IntakeConfig
 from edgebench.agent.jobrun import JobOutcome, JobRun, kill_orphaned_runner
-from edgebench.agent.store import AgentStore
+from edgebench.agent.outbox import REASON_MAX, Events, OutboxPublisher
+from edgebench.agent.outcome import load_outcome, save_outcome
+from edgebench.agent.store import AgentStore, StoredJob
 from edgebench.agent.telemetry import Sampler, Telemetry, TelemetryUnavailable, create_telemetry
 from edgebench.agent.telemetry.prometheus import MetricsServer, MetricsSource, start_metrics_server
-from edgebench.agent.validation import Rejection, check_job
 from edgebench.common.mqtt import BrokerSettings, Message, MqttClient, Will
+from edgebench.common.text import printable
 from edgebench.schemas import (
     AgentStatus,
     BackendInfo,
-    CancelRequest,
     Envelope,
     ErrorType,
     Fingerprint,
     GpuInfo,
-    JobEvent,
     JobSpec,
     JobState,
     Progress,
     topics,
 )
-from edgebench.schemas.envelope import DecodeError, decode, encode
+from edgebench.schemas.envelope import encode
 
 log = logging.getLogger(__name__)
 
 _WAKE = ("", 0)  # put on the work queue to wake a worker when stopping
+PRUNE_INTERVAL_S = 3600.0
 
 
 class Agent:
@@ -75,13 +82,14 @@ class Agent:
         self._early_cancels: dict[str, str] = {}  # job id -> reason, under _running_lock
         self.gpu_pool = GpuPool([g.index for g in self.gpus])
         self.workers = len(self.gpus) if (cfg.concurrent_per_gpu and len(self.gpus) > 1) else 1
-        self._acks: queue.Queue[int] = queue.Queue()
-        self._outbox_wake = threading.Event()
         self._status_dirty = threading.Event()
+        self._connections = 0
+        self.events = Events(cfg.device_id, cfg.max_event_bytes)
         settings = BrokerSettings.from_url(
             cfg.broker_url, username=cfg.username, password=cfg.password,
             ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
         )
+        self.outbox: OutboxPublisher | None = None
         self.client = MqttClient(
             settings,
             client_id=f"edgebench-agent-{cfg.device_id}",
@@ -91,6 +99,13 @@ class Agent:
             on_connection_change=self._on_connection_change,
             manual_ack=True,
         )
+        self.outbox = OutboxPublisher(self.store, self.client, self._stop)
+        self.store.on_enqueue = self.outbox.wake.set
+        self.intake = Intake(
+            IntakeConfig(cfg.device_id, self.events_topic, self.job_topics(), cfg.max_payload_bytes,
+                         cfg.job_public_key),
+            self.store, self.events, lambda: self.backends, len(self.gpus),
+            on_queued=self._queued, cancel_running=self._cancel_running)
 
     # -- identity -----------------------------------------------------------------
     @property
@@ -139,7 +154,7 @@ class Agent:
         )
 
     def _status_payload(self, online: bool) -> bytes:
-        return encode(Envelope(sender=self.cfg.device_id, body=self.status(online)))
+        return encode(Envelope.of(sender=self.cfg.device_id, body=self.status(online)))
 
     def fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
         return machine_fingerprint(libraries, self.gpus)
@@ -149,19 +164,25 @@ class Agent:
         """Serve until ``stop`` is set (or stop() is called)."""
         if stop is not None:
             self._stop = stop
+            assert self.outbox is not None
+            self.outbox.stop = stop
         self.probe()
         if self.cfg.metrics_port is not None:
             self._metrics_server = start_metrics_server(self.cfg.metrics_port, self.metrics_source,
                                                         self.cfg.device_id)
         self._recover()
+        log.info("agent %s (fleet %s, edgebench %s) connecting to %s", self.cfg.device_id, self.cfg.fleet,
+                 agent_version(), self.client.settings.url)
         self.client.start()
         self.client.subscribe(self.job_topics())
         threads = [threading.Thread(target=self._worker, name=f"agent-worker-{i}", daemon=True)
                    for i in range(self.workers)]
-        threads.append(threading.Thread(target=self._publisher, name="agent-outbox", daemon=True))
         for t in threads:
             t.start()
+        assert self.outbox is not None
+        self.outbox.start()
         next_status = 0.0
+        next_prune = time.monotonic() + 60.0
         try:
             while not self._stop.is_set():
                 if self._status_dirty.is_set() or time.monotonic() > next_status:
@@ -169,6 +190,9 @@ class Agent:
                         self._status_dirty.clear()
                         self.client.publish(self.status_topic, self._status_payload(True), retain=True)
                         next_status = time.monotonic() + self.cfg.status_interval_s
+                if time.monotonic() > next_prune:
+                    next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                    self._prune()
                 try:
                     # 1 s: how late a status change or a stop may be noticed. Each
                     # wake-up costs the GIL; hundreds of agents in one process
@@ -176,15 +200,24 @@ class Agent:
                     msg = self.client.messages.get(timeout=1.0)
                 except queue.Empty:
                     continue
-                try:
-                    self.handle_message(msg)
-                except Exception:
-                    log.exception("unexpected error handling a message on %s", msg.topic)
+                self.handle_message(msg)
                 # acknowledged only now that the job is stored (or answered): an
                 # agent killed before gets it again from its persistent session
                 self.client.ack(msg)
         finally:
             self._shutdown(threads)
+
+    def handle_message(self, msg: Message) -> None:
+        """One inbound message; whatever happens, the process goes on (and the sender
+        gets an answer where it can be given)."""
+        try:
+            self.intake.handle(msg)
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the agent or lose the answer
+            log.exception("unexpected error handling a message on %s", printable(msg.topic, 300))
+            try:
+                self.intake.reject(None, None, f"internal error in the agent: {type(exc).__name__}", "payload")
+            except Exception:  # noqa: BLE001
+                log.exception("could not answer the message either")
 
     def stop(self) -> None:
         self._stop.set()
@@ -195,31 +228,38 @@ class Agent:
         for run in running:
             run.cancel("agent stopping")
         deadline = time.monotonic() + 5
-        workers = [t for t in threads if t.name.startswith("agent-worker")]
-        for _ in workers:
+        for _ in threads:
             self._work.put(_WAKE)  # they block on the queue
-        for t in workers:
+        for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         # give the outbox a moment to drain, then say goodbye (no last will)
+        assert self.outbox is not None
         while self.store.outbox_size() and self.client.connected and time.monotonic() < deadline:
-            self._outbox_wake.set()
+            self.outbox.wake.set()
             time.sleep(0.05)
         if self.client.connected:
             self.client.publish_and_wait(self.status_topic, self._status_payload(False), retain=True,
                                          timeout_s=2)
         self.client.close()
+        log.info("agent %s disconnected and stopped", self.cfg.device_id)
         # the publisher sees the closed connection and returns; only then close its store
-        self._outbox_wake.set()
-        for t in threads:
-            if t.name == "agent-outbox":
-                t.join(2)
+        self.outbox.join(2)
         self.store.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
         self.telemetry.close()
 
+    def _prune(self) -> None:
+        try:
+            n = self.store.prune(self.cfg.retention_s)
+            if n:
+                log.info("pruned %d retained event(s) older than %.0f days", n, self.cfg.retention_s / 86400)
+        except Exception:  # noqa: BLE001 - housekeeping must not stop the agent
+            log.exception("pruning the store failed")
+
     def _recover(self) -> None:
-        """After a restart: interrupted jobs are reported, queued ones resume."""
+        """After a restart: interrupted jobs are reported (with their result, where the
+        runner had finished before the agent died); queued ones resume."""
         for executor in self.executors.values():
             remove = getattr(executor, "remove_stale_runners", None)  # docker: exited runner containers
             if remove is not None:
@@ -227,113 +267,49 @@ class Agent:
                     remove()
                 except Exception:  # noqa: BLE001 - a cleanup problem must not stop the agent
                     log.exception("could not remove stale runner containers")
-        for job in self.store.jobs_in_state(JobState.IN_PROGRESS.value):
-            if kill_orphaned_runner(self._job_dir(job.job_id, job.attempt)):
+        for job in self.store.jobs_in_state(JobState.IN_PROGRESS):
+            job_dir = self._job_dir(job.job_id, job.attempt)
+            if kill_orphaned_runner(job_dir):
                 log.warning("killed the runner of interrupted job %s, left over from before", job.job_id)
-            spec = JobSpec.model_validate_json(job.spec_json)
-            self.store.set_state(job.job_id, job.attempt, JobState.FAILED.value)
-            self.emit(spec, job.attempt, JobState.FAILED, error_type=ErrorType.INTERRUPTED,
-                      reason="the agent stopped while this job ran (restart, crash or power loss)")
-        for job in self.store.jobs_in_state(JobState.QUEUED.value):
+            outcome = load_outcome(job_dir)
+            if outcome is not None:
+                log.warning("job %s: finishing with the outcome saved before the agent stopped", job.job_id)
+                self._commit_outcome(job.spec, job.attempt, outcome, point="recover:committed")
+                continue
+            self._commit_outcome(job.spec, job.attempt, JobOutcome(
+                JobState.FAILED, "the agent stopped while this job ran (restart, crash or power loss)",
+                ErrorType.INTERRUPTED), point="recover:committed")
+        for job in self.store.jobs_in_state(JobState.QUEUED):
             self._work.put((job.job_id, job.attempt))
 
+    # paho thread: only hand over, never touch SQLite here
     def _on_ack(self, mid: int) -> None:
-        # paho thread: hand over, never touch SQLite here
-        self._acks.put(mid)
-        self._outbox_wake.set()
+        if self.outbox is not None:
+            self.outbox.on_ack(mid)
 
     def _on_connection_change(self, connected: bool) -> None:
-        # paho thread: only flip flags
         if connected:
+            self._connections += 1
+            log.info("%s to the broker %s", "connected" if self._connections == 1 else "reconnected",
+                     self.client.settings.url)
             self._status_dirty.set()
-        self._outbox_wake.set()
+        else:
+            log.warning("disconnected from the broker %s; reconnecting", self.client.settings.url)
+        if self.outbox is not None:
+            self.outbox.on_connection_change(connected)
 
-    # -- inbound ----------------------------------------------------------------------
-    def handle_message(self, msg: Message) -> None:
-        if msg.topic not in self.job_topics():
-            # a persistent session outlives configuration: subscriptions of an
-            # earlier fleet or tag still deliver here. Not ours: drop it.
-            log.warning("ignoring a message on %s, not one of this agent's job topics", msg.topic)
-            return
-        try:
-            env = decode(msg.payload, self.cfg.max_payload_bytes)
-        except DecodeError as exc:
-            self.reject(exc.job_id or "-", exc.reason, exc.field or "payload")
-            return
-        body = env.body
-        if isinstance(body, CancelRequest):
-            self._cancel(body)
-            return
-        if not isinstance(body, JobSpec):
-            self.reject(getattr(body, "job_id", "-"), f"a {body.kind!r} message is not a job", "body.kind")
-            return
-        if self.cfg.job_public_key is not None:
-            reason = self._signature_problem(env)
-            if reason:
-                self.reject(body.job_id, reason, "signature")
-                return
-        if self.store.has_job(body.job_id):
-            log.info("duplicate delivery of job %s ignored", body.job_id)
-            return
-        try:
-            check_job(body, self.backends, len(self.gpus))
-        except Rejection as rej:
-            self.reject(body.job_id, rej.reason, rej.field, body.sweep_id)
-            return
-        if not self.store.add_job(body.job_id, body.model_dump_json(), JobState.QUEUED.value):
-            return
-        self.emit(body, 1, JobState.QUEUED)
-        self._work.put((body.job_id, 1))
+    # -- intake callbacks ---------------------------------------------------------------
+    def _queued(self, job_id: str, attempt: int) -> None:
+        self._work.put((job_id, attempt))
         self._status_dirty.set()
 
-    def _signature_problem(self, env: Envelope) -> str | None:
-        from edgebench.common.signing import SignatureError, check_signature, load_public_key
-
-        assert self.cfg.job_public_key is not None
-        try:
-            check_signature(env, load_public_key(self.cfg.job_public_key))
-        except SignatureError as exc:
-            return str(exc)
-        return None
-
-    def _cancel(self, req: CancelRequest) -> None:
-        if self.store.transition(req.job_id, 1, JobState.QUEUED.value, JobState.CANCELED.value):
-            spec_json = self.store.get_spec(req.job_id)
-            sweep_id = JobSpec.model_validate_json(spec_json).sweep_id if spec_json else None
-            self.emit_raw(req.job_id, 1, JobState.CANCELED, sweep_id, reason=req.reason)
-        elif self.store.get_state(req.job_id) == JobState.IN_PROGRESS.value:
-            with self._running_lock:
-                run = self._running.get(req.job_id)
-                if run is None:  # claimed by a worker, JobRun not made yet
-                    self._early_cancels[req.job_id] = req.reason
-            if run is not None:
-                run.cancel(req.reason)
-
-    def reject(self, job_id: str, reason: str, field: str, sweep_id: str | None = None) -> None:
-        log.info("REJECTED %s: %s (%s)", job_id, reason, field)
-        # all three may echo untrusted input of any length: keep them to JobEvent's limits
-        self.emit_raw(job_id[:200], 1, JobState.REJECTED, sweep_id, reason=reason[:4000], field=field[:500],
-                      error_type=ErrorType.INVALID)
-
-    # -- events -----------------------------------------------------------------------
-    def emit(self, job: JobSpec, attempt: int, state: JobState, **fields: object) -> None:
-        self.emit_raw(job.job_id, attempt, state, job.sweep_id, **fields)
-
-    def emit_raw(self, job_id: str, attempt: int, state: JobState, sweep_id: str | None,
-                 **fields: object) -> None:
-        event = JobEvent.model_validate({
-            "job_id": job_id,
-            "device_id": self.cfg.device_id,
-            "attempt": attempt,
-            "seq": self.store.next_seq(job_id, attempt),
-            "state": state,
-            "at": datetime.now(timezone.utc),
-            "sweep_id": sweep_id,
-            **fields,
-        }, strict=False)
-        payload = encode_event(event, self.cfg.device_id, self.cfg.max_event_bytes)
-        self.store.enqueue(self.events_topic, payload)
-        self._outbox_wake.set()
+    def _cancel_running(self, job_id: str, reason: str) -> None:
+        with self._running_lock:
+            run = self._running.get(job_id)
+            if run is None:  # claimed by a worker, JobRun not made yet
+                self._early_cancels[job_id] = reason
+        if run is not None:
+            run.cancel(reason)
 
     # -- worker -------------------------------------------------------------------------
     def _worker(self) -> None:
@@ -341,29 +317,32 @@ class Agent:
             job_id, attempt = self._work.get()  # _shutdown wakes us with _WAKE
             if self._stop.is_set():
                 return  # a queued job stays QUEUED and resumes after a restart
-            if self.store.get_state(job_id, attempt) != JobState.QUEUED.value:
+            stored = self.store.get(job_id, attempt)  # one row, not a scan of the queue
+            if stored is None or stored.state is not JobState.QUEUED:
                 continue  # canceled while queued
-            spec_json = self.store.get_spec(job_id, attempt)  # one row, not a scan of the queue
-            if spec_json is None:
-                continue
-            job = JobSpec.model_validate_json(spec_json)
+            job = stored.spec
             gpu_ids = self.gpu_pool.acquire(job.gpus, self._stop)
             if gpu_ids is None:
                 return  # stopping; the job stays QUEUED and resumes after a restart
             try:
-                # claimed atomically: a cancel may have won the race for this job
-                if self.store.transition(job_id, attempt, JobState.QUEUED.value, JobState.IN_PROGRESS.value):
-                    self._run_job(job, attempt, gpu_ids)
-            except Exception:
+                # claimed atomically, with its IN_PROGRESS event: a cancel may have won the race
+                if self.store.transition(job_id, attempt, JobState.IN_PROGRESS, self.events_topic,
+                                         self.events.builder(job_id, attempt, JobState.IN_PROGRESS, job.sweep_id,
+                                                             progress=Progress(phase="setup", epoch=0,
+                                                                               epochs=job.workload.epochs)),
+                                         from_states=[JobState.QUEUED]):
+                    self._run_job(stored, gpu_ids)
+            except Exception:  # noqa: BLE001 - one job's failure inside the agent must not stop the worker
                 log.exception("job %s failed inside the agent", job_id)
             finally:
                 self.gpu_pool.release(gpu_ids)
             self._status_dirty.set()
 
-    def _run_job(self, job: JobSpec, attempt: int, gpu_ids: list[int]) -> None:
+    def _run_job(self, stored: StoredJob, gpu_ids: list[int]) -> None:
+        job, attempt = stored.spec, stored.attempt
         job_id = job.job_id
-        self.emit(job, attempt, JobState.IN_PROGRESS, progress=Progress(phase="setup", epoch=0,
-                                                                        epochs=job.workload.epochs))
+        log.info("job %s started: %s %s/%s bs %d, %d GPU(s)", job_id, job.backend.value, job.workload.model,
+                 job.workload.dataset, job.workload.batch_size, len(gpu_ids))
         run = JobRun(
             job=job,
             attempt=attempt,
@@ -372,7 +351,7 @@ class Agent:
             job_dir=self._job_dir(job_id, attempt),
             dataset_root=self.cfg.dataset_root,
             fingerprint=self.fingerprint,
-            on_progress=lambda p: self.emit(job, attempt, JobState.IN_PROGRESS, progress=p),
+            on_progress=lambda p: self._progress(job, attempt, p),
             sampler=self._make_sampler(job, gpu_ids),
             env=self._runner_env(job, gpu_ids),
         )
@@ -389,23 +368,45 @@ class Agent:
                 self._running.pop(job_id, None)
                 if not self._running:
                     self.metrics_source.detach()
-        self._finish(job, attempt, outcome)
+        save_outcome(run.job_dir, outcome)
+        faults.point("finish:outcome-saved")
+        self._commit_outcome(job, attempt, outcome, point="finish:committed")
 
-    def _job_dir(self, job_id: str, attempt: int) -> Path:
-        return self.cfg.state_dir / "jobs" / f"{job_id}-{attempt}"
+    def _progress(self, job: JobSpec, attempt: int, progress: Progress) -> None:
+        self.store.emit(job.job_id, attempt, self.events_topic,
+                        self.events.builder(job.job_id, attempt, JobState.IN_PROGRESS, job.sweep_id,
+                                            progress=progress))
+        assert self.outbox is not None
+        self.outbox.wake.set()
 
-    def _finish(self, job: JobSpec, attempt: int, outcome: JobOutcome) -> None:
-        self.store.set_state(job.job_id, attempt, outcome.state.value)
+    def _commit_outcome(self, job: JobSpec, attempt: int, outcome: JobOutcome, point: str) -> None:
+        """The terminal state and its event, in one transaction."""
         fields: dict[str, object] = {}
         if outcome.reason:
-            fields["reason"] = outcome.reason[:4000]
+            fields["reason"] = printable(outcome.reason, REASON_MAX - 100)
         if outcome.error_type:
             fields["error_type"] = outcome.error_type
         if outcome.log_tail and outcome.state is not JobState.SUCCEEDED:
             fields["log_tail"] = outcome.log_tail[-20000:]
         if outcome.result is not None:
             fields["result"] = outcome.result
-        self.emit(job, attempt, outcome.state, **fields)
+        committed = self.store.transition(job.job_id, attempt, outcome.state, self.events_topic,
+                                          self.events.builder(job.job_id, attempt, outcome.state, job.sweep_id,
+                                                              **fields),
+                                          from_states=[JobState.IN_PROGRESS])
+        if not committed:
+            log.warning("job %s was no longer in progress: outcome %s not recorded", job.job_id, outcome.state.value)
+            return
+        faults.point(point)
+        assert self.outbox is not None
+        self.outbox.wake.set()
+        rate = (f", {outcome.result.summary.window_img_per_s:,.1f} img/s" if outcome.result is not None else "")
+        detail = f" ({outcome.error_type.value}: {printable(outcome.reason or '', 300)})" if outcome.error_type else ""
+        log.info("job %s %s: %s %s bs %d%s%s", job.job_id, outcome.state.value, job.backend.value,
+                 job.workload.model, job.workload.batch_size, rate, detail)
+
+    def _job_dir(self, job_id: str, attempt: int) -> Path:
+        return self.cfg.state_dir / "jobs" / f"{job_id}-{attempt}"
 
     @staticmethod
     def _runner_env(job: JobSpec, gpu_ids: list[int]) -> dict[str, str]:
@@ -419,35 +420,9 @@ class Agent:
         self.metrics_source.attach(sampler, job.job_id)
         return sampler
 
-    # -- outbox -------------------------------------------------------------------------
-    def _publisher(self) -> None:
-        inflight: dict[int, int] = {}  # paho mid -> outbox row id
-        while True:
-            # Woken by every enqueue, ack and (re)connection; the timeout is only a safety net.
-            self._outbox_wake.wait(5.0)
-            self._outbox_wake.clear()
-            while True:
-                try:
-                    mid = self._acks.get_nowait()
-                except queue.Empty:
-                    break
-                row_id = inflight.pop(mid, None)
-                if row_id is not None:
-                    self.store.acknowledge(row_id)
-            if not self.client.connected:
-                inflight.clear()  # paho or we will send them again after reconnecting
-                if self._stop.is_set():
-                    return
-                continue
-            if len(inflight) < 100:
-                for row in self.store.pending(limit=100, exclude=set(inflight.values())):
-                    mid = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                    inflight[mid] = row.id
-            if self._stop.is_set() and not inflight and not self.store.outbox_size():
-                return
-
 
 def _hostname() -> str:
     import socket
 
     return socket.gethostname()
+

@@ -25,7 +25,7 @@ def encode_event(event: JobEvent, sender: str, max_bytes: int) -> bytes:
     """The envelope bytes of ``event``, trimmed as described above to fit max_bytes."""
 
     def enc(ev: JobEvent) -> bytes:
-        return encode(Envelope(sender=sender, body=ev))
+        return encode(Envelope.of(sender=sender, body=ev))
 
     payload = enc(event)
     if len(payload) <= max_bytes:

@@ -16,6 +16,7 @@ from edgebench.controller.commands import (
     dispatch,
     images,
     jobs,
+    reconcile,
     report,
     results,
     schema,
@@ -48,6 +49,8 @@ app.command()(report.report)
 app.command()(workloads.workloads)
 app.command()(jobs.cancel)
 app.command()(jobs.collect)
+app.command()(reconcile.reconcile)
+app.command("dead-letters")(reconcile.dead_letters)
 app.command()(demo.demo)
 app.command()(broker.broker)
 app.add_typer(results.app, name="results")

@@ -44,7 +44,7 @@ def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterabl
         "started_at": _utc(res.started_at) if res else None,
         "state": row.state, "outcome": row.outcome, "error_type": row.error_type, "reason": row.reason,
         "backend": row.backend, "mode": row.mode, "model": row.model, "dataset": row.dataset,
-        "workload": workload_label(row.model, row.dataset) if row.model else None,
+        "workload": workload_label(row.model, row.dataset or "?") if row.model else None,
         "batch_size": row.batch_size, "precision": row.precision, "gpus": row.gpus,
         "device_tags": ",".join(status.tags) if status else "", "job_tags": ",".join(sorted(job_tags)),
     }

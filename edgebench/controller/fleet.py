@@ -1,4 +1,12 @@
-"""The controller's connection to the fleet: presence, dispatch and ingestion."""
+"""The controller's connection to the fleet: presence, dispatch and ingestion.
+
+A FleetClient without a store (``store=None``) only follows presence and
+events in memory: `controller devices` and `cancel` open no database. With a
+store it is the ingestion path (the collector, `dispatch --wait`): every
+event goes through the store's state machine, and whatever cannot be parsed,
+arrives on the wrong topic or cannot be stored is kept aside as a dead letter,
+then acknowledged: a bad message is never redelivered into a crash loop.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edgebench.common.mqtt import BrokerSettings, Message, MqttClient
+from edgebench.common.text import printable
 from edgebench.controller.config import ControllerConfig
+from edgebench.controller.ingest import Inbound
 from edgebench.controller.store import ResultStore
-from edgebench.schemas import TERMINAL_STATES, AgentStatus, CancelRequest, Envelope, JobEvent, JobSpec, topics
+from edgebench.schemas import (
+    TERMINAL_STATES,
+    AgentStatus,
+    CancelRequest,
+    Envelope,
+    JobEvent,
+    JobSpec,
+    ReplayRequest,
+    topics,
+)
 from edgebench.schemas.envelope import DecodeError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -20,6 +39,10 @@ log = logging.getLogger(__name__)
 
 class TargetError(ValueError):
     """The dispatch targets resolve to no device, or name unknown ones."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store failed as a whole (down, locked, full): the batch waits, unacknowledged, for the next try."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +69,7 @@ class FleetClient:
 
     SESSION_S = 600  # a waiting CLI's session, should the CLI vanish without closing it
 
-    def __init__(self, cfg: ControllerConfig, store: ResultStore, collector: bool = False,
+    def __init__(self, cfg: ControllerConfig, store: ResultStore | None = None, collector: bool = False,
                  shared_group: str | None = None, instance: str | None = None):
         self.cfg = cfg
         self.store = store
@@ -71,6 +94,7 @@ class FleetClient:
             # across a broker restart; collectors do not)
             session_s = self.SESSION_S if settings.protocol == 5 else None
         self.client = MqttClient(settings, client_id, manual_ack=True, persistent_session_s=session_s)
+        self._pending: list[Message] = []
         self._signer = None
         if cfg.signing_key is not None:
             from edgebench.common.signing import load_private_key
@@ -111,6 +135,9 @@ class FleetClient:
     BATCH = 500  # events per transaction
 
     def _take(self, wait_s: float, limit: int) -> list[Message]:
+        if self._pending:  # a batch the store could not take last time comes first
+            batch, self._pending = self._pending[:limit], self._pending[limit:]
+            return batch
         try:
             batch = [self.client.messages.get(timeout=wait_s)]
         except queue.Empty:
@@ -123,30 +150,48 @@ class FleetClient:
         return batch
 
     def _handle(self, batch: list[Message], on_event: Callable[[JobEvent, bool], None] | None) -> None:
-        events: list[JobEvent] = []
+        inbound: list[Inbound] = []
         for msg in batch:
             try:
                 body = decode(msg.payload, 16 * 1024 * 1024).body
             except DecodeError as exc:
-                log.warning("ignoring an invalid message on %s: %s", msg.topic, exc)
+                self._aside(msg, f"not a valid message: {exc.reason}")
                 continue
             if isinstance(body, AgentStatus):
                 if msg.topic != topics.status(self.cfg.fleet, body.device_id):
-                    log.warning("status for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    self._aside(msg, f"a status of {body.device_id} on another device's topic")
                     continue
                 self.statuses[body.device_id] = body
-                self.store.upsert_device(body)
+                if self.store is not None:
+                    self.store.upsert_device(body)
             elif isinstance(body, JobEvent):
                 if msg.topic != topics.events(self.cfg.fleet, body.device_id):
-                    log.warning("event for %s arrived on %s: ignored", body.device_id, msg.topic)
+                    self._aside(msg, f"an event of {body.device_id} on another device's topic")
                     continue
-                events.append(body)
-        news = self.store.ingest_events(events) if events else []
-        for msg in batch:  # stored (or worthless): the broker may forget them
+                inbound.append(Inbound(body, msg.topic, msg.payload))
+            else:
+                self._aside(msg, f"a {body.kind!r} message on a devices' topic")
+        try:
+            news = self.store.ingest(inbound) if self.store is not None and inbound else [True] * len(inbound)
+        except Exception as exc:
+            # not the messages' fault (ingest keeps a bad event aside itself): keep them, unacknowledged
+            self._pending = batch + self._pending
+            raise StoreUnavailable(f"the store could not take {len(inbound)} event(s): {type(exc).__name__}: "
+                                   f"{printable(exc, 500)}") from exc
+        for msg in batch:  # stored (or kept aside): the broker may forget them
             self.client.ack(msg)
+        if self.store is not None:
+            for again in self.store.take_redispatches():
+                self._send_job(again.device_id, again.job)
         if on_event:
-            for ev, new in zip(events, news):
-                on_event(ev, new)
+            for item, new in zip(inbound, news):
+                on_event(item.event, new)
+
+    def _aside(self, msg: Message, reason: str) -> None:
+        if self.store is None:
+            log.warning("ignoring a message on %s: %s", printable(msg.topic, 300), printable(reason, 500))
+            return
+        self.store.dead_letter(msg.topic, msg.payload, reason)
 
     def discover(self, wait_s: float = 1.0) -> dict[str, AgentStatus]:
         """Collect retained statuses for wait_s (they arrive right after subscribing)."""
@@ -176,8 +221,10 @@ class FleetClient:
         return chosen
 
     # -- outbound -----------------------------------------------------------------------
-    def _envelope(self, body: JobSpec | CancelRequest) -> bytes:
-        env = Envelope(sender="controller", body=body)
+    def _wrap(self, body: JobSpec | CancelRequest | ReplayRequest) -> Envelope:
+        return Envelope.of(sender="controller", body=body)
+
+    def _sign(self, env: Envelope) -> bytes:
         if self._signer is not None:
             from edgebench.common.signing import sign_envelope
 
@@ -186,16 +233,33 @@ class FleetClient:
 
     def dispatch(self, plan: list[Dispatched]) -> None:
         for item in plan:
-            self.store.record_dispatch(item.device_id, item.job)
-            ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, item.device_id),
-                                              self._envelope(item.job), expiry_s=self.cfg.job_expiry_s)
-            if not ok:
-                raise TimeoutError(f"the broker did not acknowledge job {item.job.job_id}")
+            self._send_job(item.device_id, item.job)
+
+    def _send_job(self, device_id: str, job: JobSpec) -> None:
+        if self.store is None:
+            raise ValueError("dispatching needs a store (the job is recorded before it is sent)")
+        env = self._wrap(job)
+        self.store.record_dispatch(device_id, job, env.msg_id)
+        ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id), self._sign(env),
+                                          expiry_s=self.cfg.job_expiry_s)
+        if not ok:
+            raise TimeoutError(f"the broker did not acknowledge job {job.job_id}")
 
     def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
         for device_id in device_ids:
-            self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id),
-                                         self._envelope(CancelRequest(job_id=job_id, reason=reason)))
+            env = self._wrap(CancelRequest(job_id=job_id, reason=reason))
+            if self.store is not None:
+                self.store.record_sent(env.msg_id, [job_id], device_id, "cancel")
+            self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id), self._sign(env))
+
+    def replay(self, device_id: str, job_ids: list[str]) -> None:
+        """Ask a device to publish again what it kept of these jobs (reconciliation)."""
+        for i in range(0, len(job_ids), 100):  # ReplayRequest.job_ids holds at most 100
+            chunk = job_ids[i:i + 100]
+            env = self._wrap(ReplayRequest(job_ids=chunk))
+            if self.store is not None:
+                self.store.record_sent(env.msg_id, chunk, device_id, "replay")
+            self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id), self._sign(env))
 
     def wait(self, keys: set[tuple[str, str]], timeout_s: float,
              on_event: Callable[[JobEvent, bool], None] | None = None) -> set[tuple[str, str]]:
@@ -210,6 +274,7 @@ class FleetClient:
                 on_event(ev, new)
 
         # events may have been ingested by another collector already
+        assert self.store is not None, "waiting for results needs a store"
         for key, state in self.store.job_states(open_keys).items():
             if state in {s.value for s in TERMINAL_STATES}:
                 open_keys.discard(key)

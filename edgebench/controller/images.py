@@ -94,7 +94,7 @@ class ImageSpec:
 
 def default_source() -> Path:
     """The edgebench source checkout this module lives in."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # edgebench/controller/images.py -> the checkout
 
 
 def _logical_lines(text: str) -> Iterator[str]:

@@ -269,8 +269,10 @@ def job_variant(r: ResultRow) -> str:
 def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
     """variant: job_variant(r), computed once by the caller."""
     base: dict[str, Any] = dict(
-        device_id=r.device_id, workload=workload_label(r.model, r.dataset), model=r.model, dataset=r.dataset,
-        mode=r.mode, backend=r.backend, batch_size=r.batch_size, precision=r.precision + variant,
+        # rows stored before unsolicited events were kept apart may lack any of these
+        device_id=r.device_id, workload=workload_label(r.model or "?", r.dataset or "?"), model=r.model or "?",
+        dataset=r.dataset or "?", mode=r.mode or "?", backend=r.backend or "?", batch_size=r.batch_size or 0,
+        precision=(r.precision or "?") + variant,
         gpus=r.gpus or 0,
         outcome=r.outcome, job_id=r.job_id, finished_at=r.finished_at, reason=r.reason,
         cpu_only=(r.gpus or 0) == 0,
@@ -531,7 +533,7 @@ def _ordered_backends(backends: set[str], baseline: str) -> list[str]:
 def choose_baseline(rows: list[ResultRow], asked: str | None) -> str:
     if asked:
         return asked
-    present = {r.backend for r in rows if r.outcome == "OK"}
+    present = {r.backend for r in rows if r.outcome == "OK" and r.backend}
     return next((b for b in BASELINE_PREFERENCE if b in present), sorted(present)[0] if present else "")
 
 

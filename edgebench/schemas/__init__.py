@@ -7,7 +7,7 @@ with a REJECTED event naming the offending field.
 """
 
 from edgebench.schemas.envelope import SCHEMA_VERSION, Envelope, decode, encode
-from edgebench.schemas.events import TERMINAL_STATES, ErrorType, JobEvent, JobState, Progress
+from edgebench.schemas.events import TERMINAL_STATES, UNKNOWN_JOB_ID, ErrorType, JobEvent, JobState, Progress
 from edgebench.schemas.job import (
     Backend,
     CancelRequest,
@@ -16,6 +16,7 @@ from edgebench.schemas.job import (
     MemoryPolicy,
     Mode,
     Precision,
+    ReplayRequest,
     Workload,
 )
 from edgebench.schemas.result import EpochStat, Fingerprint, Result, ThroughputSummary
@@ -24,6 +25,7 @@ from edgebench.schemas.status import AgentStatus, BackendInfo, GpuInfo
 __all__ = [
     "SCHEMA_VERSION",
     "TERMINAL_STATES",
+    "UNKNOWN_JOB_ID",
     "AgentStatus",
     "Backend",
     "BackendInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "Mode",
     "Precision",
     "Progress",
+    "ReplayRequest",
     "Result",
     "ThroughputSummary",
     "Workload",

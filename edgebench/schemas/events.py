@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, StringConstraints
 
-from edgebench.schemas.base import Identifier, StrictModel
+from edgebench.schemas.base import Count32, Identifier, MessageId, StrictModel, exact_pattern_schema
 from edgebench.schemas.result import Result
+
+# The job id of an answer to a message that named no usable job id (junk, a
+# non-identifier): "-", which no dispatched job can have.
+UNKNOWN_JOB_ID = "-"
+_EVENT_JOB_ID = r"^(-|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"
+EventJobId = Annotated[str, StringConstraints(pattern=_EVENT_JOB_ID), exact_pattern_schema(_EVENT_JOB_ID)]
 
 
 class JobState(str, Enum):
@@ -36,25 +41,39 @@ class ErrorType(str, Enum):
     INTERRUPTED = "Interrupted"
     INVALID = "Invalid"
     UNSUPPORTED = "Unsupported"
+    LOST = "Lost"  # the agent never received the job (an answer to a replay request)
+    EXPIRED = "Expired"  # the agent no longer keeps the job's events (older than its retention)
 
 
 class Progress(StrictModel):
     phase: Literal["setup", "warmup", "measure", "validate", "done"]
-    epoch: int = Field(ge=0)
-    epochs: int = Field(ge=0)
-    repeat: int = Field(default=1, ge=1)
+    epoch: Count32
+    epochs: Count32
+    repeat: Count32 = Field(default=1, ge=1)
     img_per_s: float | None = None
     loss: float | None = None
 
 
 class JobEvent(StrictModel):
+    """One step of a job's execution on one device.
+
+    ``(job_id, device_id, attempt, seq)`` identifies an event; QoS 1 redelivery
+    and the agent's replays repeat it byte for byte. ``attempt`` >= 1 is an
+    execution the agent accepted; ``attempt`` 0 is an answer to one message
+    (``in_reply_to``: its msg_id) that the agent did not accept as a job (REJECTED),
+    or to a replay request for a job it never received (FAILED, error_type Lost).
+    An answer never enters an accepted execution's stream, and the controller
+    applies it only to the message it sent (docs/JOBS.md).
+    """
+
     kind: Literal["event"] = "event"
-    job_id: str = Field(max_length=200)  # echoes untrusted input in REJECTED events
+    job_id: EventJobId
     device_id: Identifier
-    attempt: int = Field(default=1, ge=1)
-    seq: int = Field(ge=0, description="Per (job, attempt) sequence number, for idempotency.")
+    attempt: Count32 = Field(default=1)
+    seq: Count32 = Field(description="Per (job, attempt) sequence number, for idempotency.")
     state: JobState
-    at: datetime
+    at: AwareDatetime
+    in_reply_to: MessageId | None = Field(default=None, description="msg_id of the message this answers.")
     progress: Progress | None = None
     reason: str | None = Field(default=None, max_length=4000)
     field: str | None = Field(default=None, max_length=500, description="Offending field.")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from edgebench.schemas.base import Identifier, StrictModel
+from edgebench.schemas.base import Identifier, Int, StrictModel
 
 
 class Backend(str, Enum):
@@ -61,12 +61,12 @@ class Workload(StrictModel):
 
     model: ModelName
     dataset: DatasetName
-    batch_size: int = Field(ge=1, le=65536)
-    epochs: int = Field(ge=1, le=10000)
+    batch_size: Int = Field(ge=1, le=65536)
+    epochs: Int = Field(ge=1, le=10000)
     optimizer: OptimizerName
     learning_rate: float = Field(gt=0, le=10)
-    steps_per_epoch: int | None = Field(default=None, ge=1, le=10_000_000)
-    samples: int | None = Field(
+    steps_per_epoch: Int | None = Field(default=None, ge=1, le=10_000_000)
+    samples: Int | None = Field(
         default=None, ge=1, le=100_000_000, description="Use only the first N training samples."
     )
     synthetic: bool = Field(
@@ -81,33 +81,59 @@ class JobSpec(StrictModel):
     backend: Backend
     mode: Mode = Mode.TRAIN
     workload: Workload
-    gpus: int = Field(default=0, ge=0, le=64)
+    gpus: Int = Field(default=0, ge=0, le=64)
     precision: Precision = Precision.FP32
     data_format: DataFormat | None = None  # None: the backend's default
     compile: bool | None = None  # None: the backend's default
     memory_policy: MemoryPolicy = MemoryPolicy.DEFAULT
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
-    warmup_epochs: int = Field(default=1, ge=0, le=1000)
-    repeats: int = Field(default=1, ge=1, le=100)
+    warmup_epochs: Int = Field(default=1, ge=0, le=1000)
+    repeats: Int = Field(default=1, ge=1, le=100)
     timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     step_timeout_s: float = Field(
         default=600.0, gt=0, le=24 * 3600, description="Longest silence from the runner."
     )
     tags: list[Identifier] = Field(default_factory=list, max_length=32)
 
-    @model_validator(mode="after")
-    def _check(self) -> JobSpec:
-        if self.warmup_epochs >= self.workload.epochs and self.mode is Mode.TRAIN:
-            raise ValueError(
-                "workload.epochs must exceed warmup_epochs so that one epoch is measured"
-            )
-        if self.memory_policy in (MemoryPolicy.FRACTION, MemoryPolicy.PREALLOCATE):
-            if self.memory_fraction is None:
-                raise ValueError("memory_fraction is required with this memory_policy")
-        return self
+    # The rules below tie two fields together; the errors name the field to fix.
+    # The JSON Schema states the memory rule (if/then, in model_config below); it
+    # cannot compare two numbers, so the epochs rule is stated in words there.
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _one_epoch_measured(cls, value: int, info: ValidationInfo) -> int:
+        workload, mode = info.data.get("workload"), info.data.get("mode", Mode.TRAIN)
+        if workload is not None and mode is Mode.TRAIN and value >= workload.epochs:
+            raise ValueError(f"must be less than workload.epochs ({workload.epochs}) so that one epoch is measured")
+        return value
+
+    @field_validator("memory_fraction")
+    @classmethod
+    def _fraction_given(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None and info.data.get("memory_policy") in (MemoryPolicy.FRACTION, MemoryPolicy.PREALLOCATE):
+            raise ValueError(f"is required with memory_policy {info.data['memory_policy'].value!r}")
+        return value
+
+    model_config = ConfigDict(
+        validate_default=True,
+        json_schema_extra={
+            "if": {"properties": {"memory_policy": {"enum": ["fraction", "preallocate"]}},
+                   "required": ["memory_policy"]},
+            "then": {"required": ["memory_fraction"], "properties": {"memory_fraction": {"type": "number"}}},
+            "x-edgebench-rules": ["in mode 'train', warmup_epochs < workload.epochs"],
+        },
+    )
 
 
 class CancelRequest(StrictModel):
     kind: Literal["cancel"] = "cancel"
     job_id: Identifier
     reason: str = Field(default="canceled by controller", max_length=500)
+
+
+class ReplayRequest(StrictModel):
+    """Ask an agent to publish again what it kept of these jobs (reconciliation,
+    as AWS IoT Jobs' DescribeJobExecution): their retained events, byte for byte,
+    or, for a job it never received, a FAILED answer with error_type Lost."""
+
+    kind: Literal["replay"] = "replay"
+    job_ids: list[Identifier] = Field(min_length=1, max_length=100)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 
-from edgebench.schemas.base import StrictModel
+from edgebench.schemas.base import Count32, Count64, StrictModel
 from edgebench.schemas.job import Backend, DataFormat, JobSpec, MemoryPolicy, Mode, Precision, Workload
 from edgebench.schemas.status import GpuInfo
 from edgebench.schemas.telemetry import TelemetrySummary, TimeSeries
 
 
 class EpochStat(StrictModel):
-    epoch: int = Field(ge=1)
+    epoch: Count32 = Field(ge=1)
     warmup: bool
-    images: int = Field(ge=0)
-    batches: int = Field(ge=0)
+    images: Count64
+    batches: Count64
     seconds: float = Field(ge=0)
     img_per_s: float = Field(ge=0)
     loss: float | None = None
@@ -41,12 +40,12 @@ class ThroughputSummary(StrictModel):
     median_img_per_s: float = Field(ge=0)
     mean_img_per_s: float = Field(ge=0)
     std_img_per_s: float = Field(ge=0)
-    n_batches: int = Field(ge=0)
-    n_samples: int | None = Field(
+    n_batches: Count64
+    n_samples: Count64 | None = Field(
         default=None, ge=0, description="per-batch samples behind median/mean/std: n_batches, or fewer where "
         "short batches were pooled (absent in results from before it was recorded)"
     )
-    images: int = Field(ge=0)
+    images: Count64
     window_s: float = Field(ge=0)
 
 
@@ -57,13 +56,13 @@ class LatencySummary(StrictModel):
     p90_ms: float
     p99_ms: float
     mean_ms: float
-    n_batches: int
+    n_batches: Count64
 
 
 class RunResult(StrictModel):
     """One repeat of a job."""
 
-    repeat: int = Field(ge=1)
+    repeat: Count32 = Field(ge=1)
     epochs: list[EpochStat]
     throughput: ThroughputSummary
     latency: LatencySummary | None = None
@@ -73,7 +72,7 @@ class RunResult(StrictModel):
 
 
 class RepeatSpread(StrictModel):
-    n: int
+    n: Count32
     min_img_per_s: float
     max_img_per_s: float
     std_img_per_s: float
@@ -85,9 +84,9 @@ class Fingerprint(StrictModel):
     kernel: str
     python: str
     cpu_model: str
-    cpu_cores_logical: int
-    cpu_cores_physical: int | None
-    ram_bytes: int
+    cpu_cores_logical: Count32
+    cpu_cores_physical: Count32 | None
+    ram_bytes: Count64
     gpus: list[GpuInfo] = Field(default_factory=list)
     libraries: dict[str, str] = Field(default_factory=dict)
     agent_version: str
@@ -119,8 +118,8 @@ class Result(StrictModel):
     job_id: str
     device_id: str
     job: JobSpec
-    global_batch_size: int = Field(ge=0, le=2**31 - 1)
-    per_device_batch_size: int = Field(ge=0, le=2**31 - 1)
+    global_batch_size: Count32
+    per_device_batch_size: Count32
     data_source: Literal["real", "synthetic"]
     summary: ThroughputSummary  # the median repeat
     repeat_spread: RepeatSpread
@@ -132,8 +131,8 @@ class Result(StrictModel):
     telemetry: TelemetrySummary | None = None
     timeseries: TimeSeries | None = None
     fingerprint: Fingerprint
-    started_at: datetime
-    finished_at: datetime
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
 
     @classmethod
     def from_stored_json(cls, text: str | bytes) -> Result:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
-from edgebench.schemas.base import Identifier, StrictModel
+from edgebench.schemas.base import Count32, Count64, Identifier, StrictModel
 
 
 class GpuInfo(StrictModel):
-    index: int
+    index: Count32
     name: str
     uuid: str | None = None
     driver: str | None = None
     cuda: str | None = None
-    mem_total_bytes: int | None = None
+    mem_total_bytes: Count64 | None = None
     power_limit_w: float | None = None
 
 
@@ -28,7 +27,7 @@ class BackendInfo(StrictModel):
     versions: dict[str, str] = Field(default_factory=dict)
     # what the framework itself sees here (runner/probe.py), so that a GPU job is
     # never sent to a box whose framework build is CPU-only
-    accelerators: int | None = Field(default=None, ge=0, le=1024,
+    accelerators: Count32 | None = Field(default=None, ge=0, le=1024,
                                      description="GPUs the framework sees; None: not probed")
     accelerator_detail: str = Field(default="", max_length=500)
 
@@ -38,11 +37,11 @@ class AgentStatus(StrictModel):
     device_id: Identifier
     fleet: Identifier
     online: bool
-    at: datetime
+    at: AwareDatetime
     agent_version: str = ""
     tags: list[Identifier] = Field(default_factory=list)
     backends: list[BackendInfo] = Field(default_factory=list)
     gpus: list[GpuInfo] = Field(default_factory=list)
     busy_job_id: str | None = None
-    queue_length: int = 0
+    queue_length: Count32 = 0
     host: str = ""

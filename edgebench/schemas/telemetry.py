@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from edgebench.schemas.base import StrictModel
+from edgebench.schemas.base import Count32, Count64, StrictModel
 
 UTILISATION_MEANING = (
     "GPU utilisation is NVML's 'fraction of the sample period during which one or more "
@@ -27,7 +27,7 @@ class GpuTelemetry(StrictModel):
     """One GPU over the measured window(s). Read util_pct beside sm_clock_mhz, power_w
     and energy_j (see UTILISATION_MEANING); a metric the device cannot report is None."""
 
-    index: int
+    index: Count32
     name: str | None = None
     uuid: str | None = None
     # What NVML calls utilisation says little alone: SM clock, power and energy sit beside it.
@@ -44,8 +44,8 @@ class GpuTelemetry(StrictModel):
     mem_util_pct: Stat | None = None
     mem_clock_mhz: Stat | None = None
     temperature_c: Stat | None = None
-    mem_used_bytes_peak: int | None = None  # whole device, every process
-    process_mem_bytes_peak: int | None = None  # the runner's process tree
+    mem_used_bytes_peak: Count64 | None = None  # whole device, every process
+    process_mem_bytes_peak: Count64 | None = None  # the runner's process tree
     throttle_reasons: list[str] = Field(
         default_factory=list, description="Clock event reasons seen in the window, most frequent first."
     )
@@ -58,11 +58,11 @@ class TelemetrySummary(StrictModel):
     source: Literal["nvml", "jetson", "none"]
     interval_s: float
     window_s: float  # summed length of the measured windows
-    window_count: int = 1
-    samples: int  # samples inside the windows
+    window_count: Count32 = 1
+    samples: Count64  # samples inside the windows
     gpus: list[GpuTelemetry] = Field(default_factory=list)
     cpu_pct: Stat | None = None  # runner process tree, percent of one core
-    rss_bytes_peak: int | None = None  # runner process tree, summed RSS
+    rss_bytes_peak: Count64 | None = None  # runner process tree, summed RSS
     energy_j: float | None = None  # all GPUs, inside the windows
     energy_j_per_epoch: float | None = None
     img_per_j: float | None = None

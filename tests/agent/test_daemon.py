@@ -77,7 +77,7 @@ def test_bad_job_rejected_naming_the_field(start_agent, mosquitto, fleet, contro
         wait_online(fc, "box1", agents=[agent])
     raw = RawClient(mosquitto.url, fleet, "box1")
     try:
-        doc = json.loads(encode(Envelope(sender="t", body=sleep_job("j-bad"))))
+        doc = json.loads(encode(Envelope.of(sender="t", body=sleep_job("j-bad"))))
         mutate(doc)
         raw.send(doc)
         [ev] = raw.events(15, until=lambda evs: bool(evs))

@@ -215,7 +215,7 @@ def test_ingestion_is_idempotent_whatever_the_broker_redelivers(start_agent, wat
     pub.connect()
     try:
         for ev in replay:
-            assert pub.publish_and_wait(topics.events(fleet, "box1"), encode(Envelope(sender="box1", body=ev)))
+            assert pub.publish_and_wait(topics.events(fleet, "box1"), encode(Envelope.of(sender="box1", body=ev)))
     finally:
         pub.close()
     news = []
@@ -248,8 +248,10 @@ def test_jobs_on_topics_the_agent_no_longer_serves_are_ignored(start_agent, priv
         raw = RawClient(private_mosquitto.url, fleet, "box1")
         try:
             raw.client.publish_and_wait(topics.group_jobs(fleet, "old"),
-                                        encode(Envelope(sender="controller", body=sleep_job("j-old-tag"))))
-            raw.send_job(sleep_job("j-mine"))
+                                        encode(Envelope.of(sender="controller", body=sleep_job("j-old-tag"))))
+            mine = sleep_job("j-mine")
+            fc.store.record_dispatch("box1", mine)  # (the old tag's job is nobody's dispatch)
+            raw.send_job(mine)
             assert w.wait_for("j-mine", TERMINAL, 30, agent).state == JobState.SUCCEEDED
             w.pump(0.5)
             assert w.of("j-old-tag") == []

@@ -30,7 +30,7 @@ def test_signed_jobs(start_agent, controller_cfg, mosquitto, fleet, tmp_path) ->
     raw = RawClient(mosquitto.url, fleet, "box1")
     try:
         raw.send_job(sleep_job("j-unsigned"))
-        signed = sign_envelope(Envelope(sender="ctl", body=sleep_job("j-altered")), private)
+        signed = sign_envelope(Envelope.of(sender="ctl", body=sleep_job("j-altered")), private)
         doc = json.loads(encode(signed))
         doc["body"]["workload"]["epochs"] = 3  # tampered after signing
         raw.send(doc)

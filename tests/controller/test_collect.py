@@ -22,7 +22,7 @@ from edgebench.controller.store import ResultStore
 from edgebench.schemas import Envelope, ErrorType, JobEvent, JobState, Progress, topics
 from edgebench.schemas.envelope import encode
 from tests.conftest import REPO
-from tests.helpers import wait_online
+from tests.helpers import sleep_job, wait_online
 
 
 class Collector:
@@ -133,6 +133,8 @@ def test_collector_killed_mid_batch_loses_nothing(controller_cfg, tmp_path):
     """Events reach the store at least once even if the collector dies between
     receiving and storing them: it acknowledges each only once stored."""
     store = ResultStore(controller_cfg.store_url)
+    for j in range(60):  # events of jobs this store never dispatched would be kept aside
+        store.record_dispatch("sim1", sleep_job(f"syn-{j:04d}"))
     collector = Collector(controller_cfg, tmp_path / "collector.log").start()
     events = _synthetic_events("sim1", jobs=60, per_job=50)
     pub = MqttClient(BrokerSettings.from_url(controller_cfg.broker_url), f"sim-{controller_cfg.fleet}")
@@ -140,7 +142,7 @@ def test_collector_killed_mid_batch_loses_nothing(controller_cfg, tmp_path):
     try:
         topic = topics.events(controller_cfg.fleet, "sim1")
         for ev in events:
-            pub.publish(topic, encode(Envelope(sender="sim1", body=ev)))
+            pub.publish(topic, encode(Envelope.of(sender="sim1", body=ev)))
         _wait(lambda: store.count("events") > 200, 30, "the collector to be busy")
         collector.stop(signal.SIGKILL)
         stored_at_kill = store.count("events")

@@ -407,14 +407,16 @@ def test_empty_selection_renders_in_every_format(tmp_path: Path) -> None:
         assert expected in out.output
 
 
-def test_knob_variants_are_separate_cells() -> None:
+def test_knob_variants_are_separate_cells(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A knob sweep's configurations (layout, compilation) must not merge into one cell."""
+    import shutil
     from pathlib import Path
 
     from edgebench.controller.report import build_report
     from edgebench.controller.store import ResultStore
 
-    db = Path(__file__).resolve().parents[2] / "docs/results/h200-2026-11-28/results-study-knobs.db"
+    committed = Path(__file__).resolve().parents[2] / "docs/results/h200-2026-11-28/results-study-knobs.db"
+    db = shutil.copy(committed, tmp_path / "knobs.db")  # a copy: opening a store migrates it
     store = ResultStore(f"sqlite:///{db}")
     report = build_report(store.results(sweep_id="h200-knobs-resnet50"), "torch")
     torch_cells = {c.precision: c.img_per_s for c in report.cells if c.backend == "torch"}

@@ -239,7 +239,7 @@ def _publish_events(url: str, fleet: str, devices: int, jobs_per_device: int) ->
                     for seq, state in enumerate((JobState.QUEUED, JobState.SUCCEEDED)):
                         ev = JobEvent(job_id=f"job{j}", device_id=device, seq=seq, state=state,
                                       at=datetime.now(timezone.utc))
-                        client.publish(topics.events(fleet, device), encode(Envelope(sender=device, body=ev)))
+                        client.publish(topics.events(fleet, device), encode(Envelope.of(sender=device, body=ev)))
                         sent.add((ev.job_id, device, seq))
         assert client.publish_and_wait(topics.events(fleet, "dev0"), b"not json")  # flushes the queue behind it
     finally:
@@ -249,7 +249,11 @@ def _publish_events(url: str, fleet: str, devices: int, jobs_per_device: int) ->
 
 def test_two_collectors_split_a_shared_subscription(mosquitto, fleet: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store_url = f"sqlite:///{tmp_path / 'shared.db'}"
-    ResultStore(store_url).close()  # migrate once, before both collectors start
+    setup = ResultStore(store_url)  # migrate once, before both collectors start
+    for d in range(10):  # the jobs the fake agents report on (events of undispatched jobs are kept aside)
+        for j in range(10):
+            setup.record_dispatch(f"dev{d}", sleep_job(f"job{j}"))
+    setup.close()
     collectors = []
     for name in ("a", "b"):
         log = (tmp_path / f"collector-{name}.log").open("wb")

@@ -22,7 +22,7 @@ def _job(**overrides: object) -> Envelope:
                    workload=Workload(model="cnn", dataset="fashion_mnist", batch_size=128, epochs=3,
                                      optimizer="adam", learning_rate=0.001),
                    tags=["nightly"], **overrides)  # type: ignore[arg-type]
-    return Envelope(sender="controller", body=spec)
+    return Envelope.of(sender="controller", body=spec)
 
 
 KeyPair = tuple[Ed25519PrivateKey, Ed25519PublicKey]
@@ -60,7 +60,7 @@ def test_formatting_on_the_wire_does_not_matter(keys: KeyPair) -> None:
 
 def test_non_ascii_text_survives_signing(keys: KeyPair) -> None:
     private_key, public_key = keys
-    cancel = Envelope(sender="controller", body=CancelRequest(job_id="j-001", reason="Überhitzung bei 95 °C"))
+    cancel = Envelope.of(sender="controller", body=CancelRequest(job_id="j-001", reason="Überhitzung bei 95 °C"))
     signed = signing.sign_envelope(cancel, private_key)
     assert b"\\u00dc" in signing.canonical_body(signed)  # escaped: the bytes are ASCII
     signing.check_signature(decode(encode(signed)), public_key)

@@ -21,7 +21,7 @@ def _job(**kw: object) -> JobSpec:
 
 
 def test_roundtrip() -> None:
-    env = Envelope(sender="ctl", body=_job())
+    env = Envelope.of(sender="ctl", body=_job())
     assert decode(encode(env)) == env
 
 
@@ -29,7 +29,7 @@ def test_unknown_fields_and_wrong_types_are_errors() -> None:
     with pytest.raises(ValidationError):
         Workload(model="mlp", dataset="fashion_mnist", batch_size="32", epochs=2, optimizer="adam",  # type: ignore[arg-type]
                  learning_rate=1e-3)
-    doc = json.loads(encode(Envelope(sender="ctl", body=_job())))
+    doc = json.loads(encode(Envelope.of(sender="ctl", body=_job())))
     doc["body"]["extra"] = True
     with pytest.raises(DecodeError) as exc:
         decode(json.dumps(doc).encode())

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from edgebench.common.mqtt import ConnectError
+from edgebench.common.text import printable
+from edgebench.controller.collector import run_collector
 from edgebench.controller.commands._options import config, console, fail
 from edgebench.controller.fleet import FleetClient
 from edgebench.controller.store import ResultStore, jobs
@@ -45,6 +47,9 @@ def collect(
         help="Split events with the other collectors of this group (MQTT shared subscription).")] = None,
     instance: Annotated[str | None, typer.Option(
         help="This collector's name within its group (default: the host name); keeps its session.")] = None,
+    reconcile_every: Annotated[float, typer.Option(
+        help="Seconds between reconciliation passes (ask agents to replay jobs silent for too long); 0: never.")
+    ] = 300.0,
 ) -> None:
     """Run as a long-lived collector: store every event and result as it arrives.
 
@@ -60,14 +65,16 @@ def collect(
 
     def show(ev: JobEvent, new: bool) -> None:
         if new and ev.state.value not in ("IN_PROGRESS",):
-            console.print(f"{ev.at:%H:%M:%S} {ev.device_id} {ev.job_id} {ev.state.value}", highlight=False)
+            # ids are identifiers, but nothing a device sends is ever rendered as markup
+            console.print(printable(f"{ev.at:%H:%M:%S} {ev.device_id} {ev.job_id} {ev.state.value}"),
+                          highlight=False, markup=False)
 
     try:
         with FleetClient(cfg, store, collector=True, shared_group=shared_group, instance=instance) as fleet:
             group = f" (shared group {shared_group})" if shared_group else ""
-            console.print(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {store.url}",
-                          highlight=False)
-            while not stop.is_set():
-                fleet.pump(0.5, show)
+            every = f"reconciling every {reconcile_every:g} s" if reconcile_every else "no reconciliation"
+            console.print(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {store.url} ({every})",
+                          highlight=False, markup=False)
+            run_collector(fleet, store, stop, show, reconcile_every_s=reconcile_every or None)
     except (ConnectError, ValueError) as exc:  # ValueError: an invalid --shared-group
         raise fail(str(exc)) from None
