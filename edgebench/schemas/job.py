@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgebench.schemas.base import Identifier, StrictModel
+from edgebench.schemas.inference import InferenceSettings
 
 
 class Backend(str, Enum):
@@ -20,6 +21,15 @@ class Backend(str, Enum):
     KERAS_MXNET = "keras-mxnet"
     KERAS_TENSORFLOW1 = "keras-tensorflow1"
     SLEEP = "sleep"  # diagnostic: emits realistic events without a framework
+    # deployment runtimes (mode infer, under MLPerf LoadGen: docs/INFERENCE.md)
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    LITERT = "litert"
+    TENSORRT = "tensorrt"
+
+
+# Backends that only infer (a runtime, not a training framework).
+RUNTIME_BACKENDS = frozenset({Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.LITERT, Backend.TENSORRT})
 
 
 class Mode(str, Enum):
@@ -31,6 +41,7 @@ class Precision(str, Enum):
     FP32 = "fp32"
     BF16 = "bf16"  # mixed precision, bfloat16 compute
     FP16 = "fp16"  # mixed precision, float16 compute
+    INT8 = "int8"  # inference only: a post-training quantised model (runtimes' own quantisers)
 
 
 class DataFormat(str, Enum):
@@ -94,9 +105,18 @@ class JobSpec(StrictModel):
         default=600.0, gt=0, le=24 * 3600, description="Longest silence from the runner."
     )
     tags: list[Identifier] = Field(default_factory=list, max_length=32)
+    inference: InferenceSettings | None = Field(
+        default=None, description="Mode infer under MLPerf LoadGen; None: the runtime backends' defaults, "
+        "and the training frameworks' per-batch predict latency (the thin infer mode).")
 
     @model_validator(mode="after")
     def _check(self) -> JobSpec:
+        if self.backend in RUNTIME_BACKENDS and self.mode is not Mode.INFER:
+            raise ValueError(f"backend {self.backend.value} only infers: mode must be infer")
+        if self.inference is not None and self.mode is not Mode.INFER:
+            raise ValueError("inference settings need mode infer")
+        if self.precision is Precision.INT8 and self.mode is not Mode.INFER:
+            raise ValueError("precision int8 is for inference (a post-training quantised model)")
         if self.warmup_epochs >= self.workload.epochs and self.mode is Mode.TRAIN:
             raise ValueError(
                 "workload.epochs must exceed warmup_epochs so that one epoch is measured"
