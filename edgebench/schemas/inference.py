@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from edgebench.schemas.base import StrictModel
 
+
 class Scenario(str, Enum):
     """MLPerf LoadGen's scenarios and the figure each one reports."""
 

@@ -148,3 +148,28 @@ def test_corrupted_weights_fail_equivalence_and_minimums_fail_validity(start_age
 
     ev = events["ort-unknown"]
     assert ev.state == JobState.FAILED and "no model with sha256" in (ev.reason or "")
+
+    # the report: the perturbed run is shown, flagged, and never the best; INVALID shows no figure
+    from typer.testing import CliRunner
+
+    from edgebench.controller import inference_report
+    from edgebench.controller.cli import app
+
+    results = [events[j].result for j in ("ort-perturbed", "ort-unmet")]
+    rows = inference_report.rows(results)
+    assert {r.job_id: r.rankable for r in rows} == {"ort-perturbed": False, "ort-unmet": False}
+    [(_, best, excluded)] = [b for b in inference_report.best_per_device(rows) if b[0][1] == "cnn"]
+    assert best is None and "not equivalent" in excluded[0]
+    text = inference_report.markdown(rows)
+    assert "**FAIL**" in text and "INVALID" in text
+    cdf = inference_report.latency_cdf(rows[0])
+    assert cdf[0][1] == 0.0 and cdf[-1][1] == 1.0 and [p for p, _ in cdf] == sorted(p for p, _ in cdf)
+    cfg = watcher.fc.cfg
+    out = CliRunner().invoke(app, ["--broker", cfg.broker_url, "--fleet", cfg.fleet, "--store", cfg.store_url,
+                                   "inference", "report"])
+    assert out.exit_code == 0, out.output
+    assert "Best runtime per device" in out.output
+    out = CliRunner().invoke(app, ["models", "export", "-w", "fashion-mnist-cnn", "-r", "onnxruntime",
+                                   "--cache", str(model_cache)])
+    assert out.exit_code == 0, out.output
+    assert good.sha256[:16] in out.output and "cached" in out.output

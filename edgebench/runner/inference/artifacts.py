@@ -130,7 +130,7 @@ class Cache(object):
             with open(os.path.join(directory, "meta.json")) as fh:
                 meta = json.load(fh)
         except (OSError, ValueError):
-            raise ArtifactError("no model with sha256 %s in the cache (%s)" % (digest, self.root))
+            raise ArtifactError("no model with sha256 %s in the cache (%s)" % (digest, self.root)) from None
         if meta.get("sha256") != digest or meta.get("format") not in FORMATS:
             raise ArtifactError("artifact %s: meta.json does not describe it" % digest)
         art = Artifact(directory, meta)

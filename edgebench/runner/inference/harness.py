@@ -43,7 +43,7 @@ def loadgen():
     try:
         import mlperf_loadgen
     except ImportError:
-        raise Unsupported("mlperf_loadgen is not installed (pip install mlcommons-loadgen)")
+        raise Unsupported("mlperf_loadgen is not installed (pip install mlcommons-loadgen)") from None
     return mlperf_loadgen
 
 

@@ -67,6 +67,6 @@ class PackageEnergy(object):
         if not self.zones or self._start is None:
             return None
         total_uj = 0
-        for (entry, _, max_uj), a, b in zip(self.zones, self._start, self._read()):
+        for (_, _, max_uj), a, b in zip(self.zones, self._start, self._read()):
             total_uj += (b - a) if b >= a else (max_uj - a + b)  # one wrap at most per run
         return total_uj / 1e6

@@ -200,7 +200,7 @@ def run(spec, emitter, dataset_root):
 
         joules = []
 
-        def end(repeat=repeat):
+        def end(repeat=repeat, joules=joules):
             joules.append(energy.end())
             emitter.emit("window", edge="end", repeat=repeat)
 

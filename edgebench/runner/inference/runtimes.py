@@ -195,7 +195,7 @@ class OpenVino(Runtime):
         return entry
 
     def predict(self, x):
-        compiled, request = self._compiled(len(x))
+        _, request = self._compiled(len(x))
         request.infer({0: x}, share_inputs=True)
         return request.get_output_tensor(0).data.copy()
 
@@ -348,7 +348,7 @@ class TensorRt(Runtime):
         inp = network.get_input(0)
         rest = tuple(inp.shape)[1:]
         profile = builder.create_optimization_profile()
-        profile.set_shape(inp.name, (1,) + rest, (max_batch,) + rest, (max_batch,) + rest)
+        profile.set_shape(inp.name, (1, *rest), (max_batch, *rest), (max_batch, *rest))
         config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
