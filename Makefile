@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,keras-jax-cpu,keras-torch,torch,docker,postgres,report,parquet,broker]" "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev,keras-jax-cpu,keras-torch,torch,docker,postgres,report,parquet,broker,inference-cpu,inference-export]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -81,11 +81,11 @@ def info(
                           "fingerprint": fingerprint.model_dump(mode="json")}, indent=2))
         return
     table = Table(title=f"backends on {cfg.device_id}")
-    for col in ("backend", "available", "executor", "versions", "detail"):
+    for col in ("backend", "available", "executor", "versions", "providers", "detail"):
         table.add_column(col)
     for b in status.backends:
         table.add_row(b.backend, "yes" if b.available else "[red]no[/red]", b.executor,
-                      ", ".join(f"{k} {v}" for k, v in b.versions.items()), b.detail)
+                      ", ".join(f"{k} {v}" for k, v in b.versions.items()), ", ".join(b.providers), b.detail)
     console.print(table)
     console.print_json(fingerprint.model_dump_json())
 

@@ -35,7 +35,8 @@ class DockerBackend(BaseModel):
 
 BackendConfig = LocalBackend | DockerBackend
 
-DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "sleep")
+DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "sleep",
+                    "onnxruntime", "openvino", "litert")  # the inference runtimes: docs/INFERENCE.md
 
 
 def _default_backends() -> dict[str, BackendConfig]:

@@ -185,6 +185,7 @@ class LocalExecutor(Executor):
             executor="local",
             detail=str(data.get("detail", "")) + f" ({self.cfg.python})",
             versions={str(k): str(v) for k, v in data.get("versions", {}).items()},
+            providers=[str(p)[:100] for p in (data.get("providers") or [])][:32],
         )
 
     def start(self, job_dir: Path, env: dict[str, str], dataset_root: Path) -> RunnerProcess:

@@ -15,7 +15,9 @@ from edgebench.controller.commands import (
     devices,
     dispatch,
     images,
+    inference,
     jobs,
+    models,
     reconcile,
     report,
     results,
@@ -56,6 +58,8 @@ app.command()(broker.broker)
 app.add_typer(results.app, name="results")
 app.add_typer(schema.app, name="schema")
 app.add_typer(images.app, name="images")
+app.add_typer(models.app, name="models")
+app.add_typer(inference.app, name="inference")
 app.command("deploy")(deploy.deploy_cmd)
 
 

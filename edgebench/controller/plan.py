@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgebench.runner.catalogue import WORKLOADS, workload_fields
 from edgebench.schemas import JobSpec
 from edgebench.schemas.base import Identifier
+from edgebench.schemas.inference import InferenceSettings
+from edgebench.schemas.job import RUNTIME_BACKENDS
 
 
 class PlanError(ValueError):
@@ -23,7 +25,10 @@ class PlanError(ValueError):
 JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "memory_policy", "memory_fraction",
               "warmup_epochs", "repeats", "timeout_s", "step_timeout_s", "tags"}
 WORKLOAD_FIELDS = {"batch_size", "epochs", "optimizer", "learning_rate", "steps_per_epoch", "samples", "synthetic"}
-MATRIX_KEYS = {"backend", "workload", *JOB_FIELDS, *WORKLOAD_FIELDS}
+# LoadGen scenario and runtime knobs (JobSpec.inference, docs/INFERENCE.md), flat in a case
+INFERENCE_FIELDS = set(InferenceSettings.model_fields)
+MATRIX_KEYS = {"backend", "workload", *JOB_FIELDS, *WORKLOAD_FIELDS, *INFERENCE_FIELDS}
+_RUNTIMES = {b.value for b in RUNTIME_BACKENDS}
 
 
 class Override(BaseModel):
@@ -110,6 +115,12 @@ def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None) ->
     for key in list(case):
         if key in WORKLOAD_FIELDS:
             workload[key] = case.pop(key)
+    inference = {key: case.pop(key) for key in list(case) if key in INFERENCE_FIELDS}
+    if inference or case.get("backend") in _RUNTIMES:
+        # a runtime only infers, and a scenario means inference: mode infer unless the case says otherwise
+        case.setdefault("mode", "infer")
+        if case["mode"] == "infer":
+            case["inference"] = inference
     doc = {"job_id": job_id, "sweep_id": sweep_id, "workload": workload, **case}
     try:
         return JobSpec.model_validate(doc, strict=False)

@@ -14,7 +14,13 @@ from .errors import Unsupported, classify
 from .protocol import Emitter
 
 
-def _backend_module(backend):
+def _backend_module(backend, spec=None):
+    if backend in ("onnxruntime", "openvino", "litert", "tensorrt") or (
+            backend == "torch" and spec is not None and spec.get("inference")):
+        # deployment runtimes, and torch under LoadGen (docs/INFERENCE.md)
+        from .inference import run as inference_run
+
+        return inference_run
     if backend in ("keras-jax", "keras-torch", "keras-tensorflow"):
         from . import keras3
 
@@ -44,7 +50,7 @@ def main(argv=None):
         spec = json.load(fh)
     spec["_job_path"] = os.path.abspath(args.job)
     try:
-        _backend_module(spec["backend"]).run(spec, emitter, args.dataset_root)
+        _backend_module(spec["backend"], spec).run(spec, emitter, args.dataset_root)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise

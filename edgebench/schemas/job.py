@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from edgebench.schemas.base import Identifier, Int, StrictModel
+from edgebench.schemas.inference import InferenceSettings
 
 
 class Backend(str, Enum):
@@ -20,6 +21,15 @@ class Backend(str, Enum):
     KERAS_MXNET = "keras-mxnet"
     KERAS_TENSORFLOW1 = "keras-tensorflow1"
     SLEEP = "sleep"  # diagnostic: emits realistic events without a framework
+    # deployment runtimes (mode infer, under MLPerf LoadGen: docs/INFERENCE.md)
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    LITERT = "litert"
+    TENSORRT = "tensorrt"
+
+
+# Backends that only infer (a runtime, not a training framework).
+RUNTIME_BACKENDS = frozenset({Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.LITERT, Backend.TENSORRT})
 
 
 class Mode(str, Enum):
@@ -31,6 +41,7 @@ class Precision(str, Enum):
     FP32 = "fp32"
     BF16 = "bf16"  # mixed precision, bfloat16 compute
     FP16 = "fp16"  # mixed precision, float16 compute
+    INT8 = "int8"  # inference only: a post-training quantised model (runtimes' own quantisers)
 
 
 class DataFormat(str, Enum):
@@ -94,10 +105,28 @@ class JobSpec(StrictModel):
         default=600.0, gt=0, le=24 * 3600, description="Longest silence from the runner."
     )
     tags: list[Identifier] = Field(default_factory=list, max_length=32)
+    inference: InferenceSettings | None = Field(
+        default=None, description="Mode infer under MLPerf LoadGen; None: the runtime backends' defaults, "
+        "and the training frameworks' per-batch predict latency (the thin infer mode).")
 
-    # The rules below tie two fields together; the errors name the field to fix.
-    # The JSON Schema states the memory rule (if/then, in model_config below); it
-    # cannot compare two numbers, so the epochs rule is stated in words there.
+    # The rules below tie two fields together; each error names the field to fix.
+    # The JSON Schema states them as if/then (model_config below), except the
+    # epochs rule: JSON Schema cannot compare two numbers, so it is stated in words.
+    @field_validator("mode")
+    @classmethod
+    def _runtimes_only_infer(cls, value: Mode, info: ValidationInfo) -> Mode:
+        backend = info.data.get("backend")
+        if backend in RUNTIME_BACKENDS and value is not Mode.INFER:
+            raise ValueError(f"must be infer: backend {backend.value} only infers")
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _int8_only_infers(cls, value: Precision, info: ValidationInfo) -> Precision:
+        if value is Precision.INT8 and info.data.get("mode") is not Mode.INFER:
+            raise ValueError("int8 is for inference (a post-training quantised model): mode must be infer")
+        return value
+
     @field_validator("warmup_epochs")
     @classmethod
     def _one_epoch_measured(cls, value: int, info: ValidationInfo) -> int:
@@ -113,12 +142,28 @@ class JobSpec(StrictModel):
             raise ValueError(f"is required with memory_policy {info.data['memory_policy'].value!r}")
         return value
 
+    @field_validator("inference")
+    @classmethod
+    def _settings_need_infer(cls, value: InferenceSettings | None, info: ValidationInfo) -> InferenceSettings | None:
+        if value is not None and info.data.get("mode") is not Mode.INFER:
+            raise ValueError("needs mode infer")
+        return value
+
     model_config = ConfigDict(
         validate_default=True,
         json_schema_extra={
-            "if": {"properties": {"memory_policy": {"enum": ["fraction", "preallocate"]}},
-                   "required": ["memory_policy"]},
-            "then": {"required": ["memory_fraction"], "properties": {"memory_fraction": {"type": "number"}}},
+            "allOf": [
+                {"if": {"properties": {"memory_policy": {"enum": ["fraction", "preallocate"]}},
+                        "required": ["memory_policy"]},
+                 "then": {"required": ["memory_fraction"], "properties": {"memory_fraction": {"type": "number"}}}},
+                {"if": {"properties": {"backend": {"enum": [b.value for b in RUNTIME_BACKENDS]}},
+                        "required": ["backend"]},
+                 "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
+                {"if": {"properties": {"precision": {"const": "int8"}}, "required": ["precision"]},
+                 "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
+                {"if": {"properties": {"inference": {"type": "object"}}, "required": ["inference"]},
+                 "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
+            ],
             "x-edgebench-rules": ["in mode 'train', warmup_epochs < workload.epochs"],
         },
     )

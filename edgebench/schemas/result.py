@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, ValidationError
 
 from edgebench.schemas.base import Count32, Count64, StrictModel
+from edgebench.schemas.inference import InferenceRun
 from edgebench.schemas.job import Backend, DataFormat, JobSpec, MemoryPolicy, Mode, Precision, Workload
 from edgebench.schemas.status import GpuInfo
 from edgebench.schemas.telemetry import TelemetrySummary, TimeSeries
@@ -69,6 +70,7 @@ class RunResult(StrictModel):
     loss: float | None = None
     accuracy: float | None = None
     knobs: dict[str, str] = Field(default_factory=dict)
+    inference: InferenceRun | None = None  # LoadGen runs (docs/INFERENCE.md); None for training and thin infer
 
 
 class RepeatSpread(StrictModel):

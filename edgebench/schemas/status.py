@@ -30,6 +30,8 @@ class BackendInfo(StrictModel):
     accelerators: Count32 | None = Field(default=None, ge=0, le=1024,
                                      description="GPUs the framework sees; None: not probed")
     accelerator_detail: str = Field(default="", max_length=500)
+    # an inference runtime's execution providers / devices here (ONNX Runtime's EPs, OpenVINO's devices)
+    providers: list[str] = Field(default_factory=list, max_length=32)
 
 
 class AgentStatus(StrictModel):

@@ -38,6 +38,11 @@ def dispatch(
     warmup_epochs: Annotated[int | None, typer.Option(help="Epochs excluded from the window.")] = None,
     repeats: Annotated[int | None, typer.Option(help="Run N times, report the median.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Per-job timeout, seconds.")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(
+        help="LoadGen scenario for inference (repeatable): single-stream, multi-stream, offline, server.")] = None,
+    rules: Annotated[str | None, typer.Option(help="LoadGen minimums: mlperf (600 s) or quick.")] = None,
+    target_qps: Annotated[float | None, typer.Option(help="Server: arrival rate; Offline: expected samples/s.")] = None,
+    target_latency_ms: Annotated[float | None, typer.Option(help="Server: the p99 latency bound, ms.")] = None,
     sweep: Annotated[Path | None, typer.Option("--sweep", help="Sweep YAML file.", exists=True)] = None,
     sweep_id: Annotated[str | None, typer.Option(help="Id for this sweep (default: generated).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow progress until all jobs end.")] = True,
@@ -65,10 +70,13 @@ def dispatch(
             matrix: dict[str, list[object]] = {"backend": list(backend), "workload": list(workload)}
             if batch_size:
                 matrix["batch_size"] = list(batch_size)
+            if scenario:
+                matrix["scenario"] = list(scenario)
             defaults = {k: v for k, v in {
                 "epochs": epochs, "samples": samples, "steps_per_epoch": steps_per_epoch,
                 "synthetic": synthetic or None, "precision": precision, "gpus": gpus, "mode": mode,
                 "warmup_epochs": warmup_epochs, "repeats": repeats, "timeout_s": timeout,
+                "rules": rules, "target_qps": target_qps, "target_latency_ms": target_latency_ms,
             }.items() if v is not None}
             spec = SweepFile(name="cli", matrix=matrix, defaults=defaults)
         sid = sweep_id or (new_id(spec.name) if sweep is not None or len(spec.cases()) > 1 else None)

@@ -1,0 +1,158 @@
+"""edgebench's inference figures against each runtime's own tool, same model, same box:
+
+- ONNX Runtime SingleStream p90: edgebench (runner + LoadGen) vs a bare ``session.run`` loop
+  at batch 1 (what ``onnxruntime_perf_test -r N`` times; the C++ tool is not in the PyPI wheel);
+- OpenVINO Offline samples/s: edgebench vs ``benchmark_app`` (ships with the openvino wheel),
+  both with PERFORMANCE_HINT throughput, f32 inference precision, the same static batch;
+- torch SingleStream p90: edgebench vs a bare timed ``module(x)`` loop at batch 1.
+
+    python benchmarks/inference_overhead.py --workload fashion-mnist-cnn --seconds 10 --rounds 2 --out o.json
+
+Target (docs/PERFORMANCE.md): within 3 %. edgebench runs as the agent would run it
+(``python -m runner`` on a job file, model from the digest-keyed cache); rounds alternate
+A/B order. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgebench.agent.executor import install_runner_code  # noqa: E402
+from edgebench.controller.plan import build_job  # noqa: E402
+from edgebench.runner.catalogue import WORKLOADS  # noqa: E402
+from edgebench.runner.inference.artifacts import Cache  # noqa: E402
+from edgebench.runner.inference.export import ensure, reference_inputs  # noqa: E402
+
+
+def edgebench_run(backend: str, workload: str, scenario: str, seconds: float, batch_size: int,
+                  cache: str, home: Path, work: Path) -> dict:
+    job = build_job({"backend": backend, "workload": workload, "scenario": scenario, "batch_size": batch_size,
+                     "rules": "quick", "min_duration_ms": int(seconds * 1000), "synthetic": True},
+                    f"ovh-{backend}-{int(time.time() * 1000) % 10**8}")
+    path = work / f"{job.job_id}.json"
+    path.write_text(job.model_dump_json())
+    env = dict(os.environ, PYTHONPATH=str(home), EDGEBENCH_MODEL_CACHE=cache)
+    proc = subprocess.run([sys.executable, "-m", "runner", "--job", str(path), "--dataset-root", str(work)],
+                          cwd=work, env=env, capture_output=True, text=True, check=False)
+    result = [json.loads(line) for line in proc.stdout.splitlines() if '"type": "result"' in line]
+    if not result:
+        raise SystemExit(f"edgebench {backend} failed:\n{proc.stderr[-3000:]}")
+    lg = result[0]["runs"][0]["inference"]["loadgen"]
+    return {"p90_ms": lg["latency_ns"]["p90"] / 1e6, "samples_per_s": lg["samples_per_s"], "valid": lg["valid"],
+            "queries": lg["query_count"]}
+
+
+def bare_latency_p90(predict, x, seconds: float) -> float:
+    for _ in range(20):
+        predict(x)
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        predict(x)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[int(0.9 * (len(times) - 1))] * 1e3
+
+
+def ort_bare(model_path: str, x, seconds: float) -> float:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return bare_latency_p90(lambda a: sess.run(None, {name: a}), x, seconds)
+
+
+def torch_bare(model: str, dataset: str, x, seconds: float) -> float:
+    import torch
+
+    from edgebench.runner import torch_models
+    from edgebench.runner.catalogue import DATASETS
+
+    torch.manual_seed(0)
+    info = DATASETS[dataset]
+    net = torch_models.build(model, info["shape"], info["classes"]).eval()
+
+    def predict(a):
+        with torch.inference_mode():
+            return net(torch.from_numpy(a)).float().numpy()
+
+    return bare_latency_p90(predict, x, seconds)
+
+
+def benchmark_app(model_path: str, shape: list[int], seconds: float) -> float:
+    exe = Path(sys.executable).parent / "benchmark_app"
+    cmd = [str(exe), "-m", model_path, "-d", "CPU", "-hint", "throughput", "-infer_precision", "f32",
+           "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-t", str(int(seconds))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    m = re.search(r"Throughput:\s+([0-9.]+)\s+FPS", out)
+    if not m:
+        raise SystemExit(f"benchmark_app printed no throughput:\n{out[-3000:]}")
+    return float(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", default="fashion-mnist-cnn")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=8, help="Offline's batch (OpenVINO)")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    wl = WORKLOADS[args.workload]
+    work = Path(tempfile.mkdtemp(prefix="edgebench-inference-overhead-"))
+    cache = str(work / "cache")
+    home = install_runner_code(work / "runner-home")
+    onnx, _ = ensure(wl["model"], wl["dataset"], "onnx", "fp32", cache=Cache(cache))
+    x1 = reference_inputs(wl["dataset"], 1, "NCHW")
+    meta_shape = onnx.meta["input"]["shape"]
+    rows: dict[str, dict[str, list[float]]] = {"ort_p90_ms": {"edgebench": [], "tool": []},
+                                              "openvino_offline_sps": {"edgebench": [], "tool": []},
+                                              "torch_p90_ms": {"edgebench": [], "tool": []}}
+    for rnd in range(args.rounds):
+        order = ("edgebench", "tool") if rnd % 2 == 0 else ("tool", "edgebench")
+        for side in order:
+            if side == "edgebench":
+                rows["ort_p90_ms"]["edgebench"].append(edgebench_run(
+                    "onnxruntime", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+                rows["openvino_offline_sps"]["edgebench"].append(edgebench_run(
+                    "openvino", args.workload, "offline", args.seconds, args.batch_size, cache, home,
+                    work)["samples_per_s"])
+                rows["torch_p90_ms"]["edgebench"].append(edgebench_run(
+                    "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+            else:
+                rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds))
+                rows["openvino_offline_sps"]["tool"].append(
+                    benchmark_app(onnx.path, [args.batch_size, *meta_shape[1:]], args.seconds))
+                rows["torch_p90_ms"]["tool"].append(torch_bare(wl["model"], wl["dataset"], x1, args.seconds))
+    report = {"workload": args.workload, "seconds": args.seconds, "rounds": args.rounds,
+              "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "figures": {}}
+    print(f"{'figure':<24} {'edgebench':>12} {'tool':>12} {'ratio':>8}")
+    for name, sides in rows.items():
+        e, t = statistics.median(sides["edgebench"]), statistics.median(sides["tool"])
+        ratio = e / t if t else float("nan")
+        report["figures"][name] = {"edgebench": sides["edgebench"], "tool": sides["tool"], "ratio_of_medians": ratio}
+        print(f"{name:<24} {e:>12.4g} {t:>12.4g} {ratio:>8.3f}")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Inference views of stored results (docs/INFERENCE.md): format-neutral rows and tables
+that the report's renderers can take, plus a plain Markdown rendering.
+
+- :func:`rows`: one row per LoadGen run, device x runtime x precision x model x scenario,
+  with LoadGen's percentiles, its verdict, equivalence and energy per inference;
+- :func:`best_per_device`: the fastest runtime per (device, model, scenario) among runs that
+  are VALID *and* pass equivalence ("fast but wrong never wins"), with the losers' reasons;
+- :func:`fleet`: like with like across devices: same model, scenario, precision and rules;
+- :func:`latency_cdf`: (latency ms, fraction) points from LoadGen's percentiles, for a CDF chart;
+- :func:`server_curve`: (scheduled QPS, p99 ms, valid) of Server runs, for throughput vs latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from edgebench.schemas import Result
+
+PCTS = ("p50", "p90", "p95", "p99", "p99.9")
+_FRACTION = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p97": 0.97, "p99": 0.99, "p99.9": 0.999}
+
+
+@dataclass(frozen=True)
+class InferenceRow:
+    job_id: str
+    device_id: str
+    runtime: str
+    provider: str
+    precision: str
+    model: str
+    scenario: str
+    rules: str
+    valid: bool
+    invalid_reason: str
+    equivalent: bool
+    equivalence_detail: str
+    max_rel_err: float
+    headline_name: str
+    headline: float | None
+    latency_ms: dict[str, float]
+    samples_per_s: float | None
+    mj_per_inference: float | None
+    energy_scope: str
+    model_sha256: str
+
+    @property
+    def rankable(self) -> bool:
+        return self.valid and self.equivalent and self.headline is not None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.headline_name.endswith("_ms")
+
+
+def rows(results: Iterable[Result]) -> list[InferenceRow]:
+    out = []
+    for res in results:
+        for run in res.runs:
+            inf = run.inference
+            if inf is None:
+                continue
+            lg = inf.loadgen
+            name, value = lg.headline
+            mj: float | None = None
+            scope = ""
+            tel = res.telemetry
+            if tel is not None and tel.energy_j and lg.sample_count:
+                mj, scope = tel.energy_j * 1e3 / lg.sample_count, "gpu_board"
+            elif inf.cpu_energy is not None and inf.cpu_energy.mj_per_inference is not None:
+                mj, scope = inf.cpu_energy.mj_per_inference, "cpu_package"
+            out.append(InferenceRow(
+                job_id=res.job_id, device_id=res.device_id, runtime=inf.runtime, provider=inf.execution_provider,
+                precision=res.precision.value, model=res.workload.model, scenario=lg.scenario,
+                rules=lg.rules.value, valid=lg.valid, invalid_reason=lg.invalid_reason,
+                equivalent=inf.equivalence.passed, equivalence_detail=inf.equivalence.detail,
+                max_rel_err=inf.equivalence.max_rel_err, headline_name=name, headline=value,
+                latency_ms={k: v / 1e6 for k, v in lg.latency_ns.items()}, samples_per_s=lg.samples_per_s,
+                mj_per_inference=mj, energy_scope=scope, model_sha256=inf.model.sha256))
+    return out
+
+
+def best_per_device(table: list[InferenceRow]) -> list[tuple[tuple[str, str, str], InferenceRow | None, list[str]]]:
+    """[((device, model, scenario), best rankable row or None, why others were not ranked)]."""
+    groups: dict[tuple[str, str, str], list[InferenceRow]] = {}
+    for r in table:
+        groups.setdefault((r.device_id, r.model, r.scenario), []).append(r)
+    out = []
+    for key in sorted(groups):
+        candidates = [r for r in groups[key] if r.rankable]
+        excluded = [f"{r.runtime} {r.precision}: {_why_not(r)}" for r in groups[key] if not r.rankable]
+        best = None
+        if candidates:
+            best = (min if candidates[0].lower_is_better else max)(candidates, key=lambda r: r.headline or 0.0)
+        out.append((key, best, excluded))
+    return out
+
+
+def _why_not(r: InferenceRow) -> str:
+    if not r.valid:
+        return f"INVALID ({r.invalid_reason or 'LoadGen'})"
+    if not r.equivalent:
+        return f"not equivalent ({r.equivalence_detail})"
+    return "no figure"
+
+
+def fleet(table: list[InferenceRow]) -> dict[tuple[str, str, str, str, str], list[InferenceRow]]:
+    """Like with like across devices: (model, scenario, precision, runtime, rules) -> rows per device."""
+    out: dict[tuple[str, str, str, str, str], list[InferenceRow]] = {}
+    for r in table:
+        out.setdefault((r.model, r.scenario, r.precision, r.runtime, r.rules), []).append(r)
+    return out
+
+
+def latency_cdf(row: InferenceRow) -> list[tuple[float, float]]:
+    points = [(row.latency_ms["min"], 0.0)] if "min" in row.latency_ms else []
+    points += [(row.latency_ms[k], f) for k, f in _FRACTION.items() if k in row.latency_ms]
+    if "max" in row.latency_ms:
+        points.append((row.latency_ms["max"], 1.0))
+    return sorted(points)
+
+
+def server_curve(table: list[InferenceRow]) -> dict[tuple[str, str, str], list[tuple[float, float, bool]]]:
+    out: dict[tuple[str, str, str], list[tuple[float, float, bool]]] = {}
+    for r in table:
+        if r.scenario == "Server" and r.headline is not None and "p99" in r.latency_ms:
+            out.setdefault((r.device_id, r.runtime, r.precision), []).append((r.headline, r.latency_ms["p99"], r.valid))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def markdown(table: list[InferenceRow]) -> str:
+    lines = ["## Inference (MLPerf LoadGen)", "",
+             "| device | runtime | provider | precision | model | scenario | rules | result | "
+             + " | ".join(f"{p} ms" for p in PCTS) + " | samples/s | mJ/inference | equivalence |",
+             "|" + "---|" * (12 + len(PCTS))]
+    for r in sorted(table, key=lambda r: (r.device_id, r.model, r.scenario, r.runtime, r.precision)):
+        verdict = (f"{r.headline_name} {_fmt(r.headline, 4)}" if r.valid
+                   else "INVALID" + (f": {r.invalid_reason[:60]}" if r.invalid_reason else ""))
+        energy = f"{_fmt(r.mj_per_inference)} ({r.energy_scope})" if r.mj_per_inference is not None else "—"
+        eq = "pass" if r.equivalent else f"**FAIL** ({r.equivalence_detail[:60]})"
+        lats = " | ".join(_fmt(r.latency_ms.get(p)) for p in PCTS)
+        lines.append(f"| {r.device_id} | {r.runtime} | {r.provider[:30]} | {r.precision} | {r.model} | {r.scenario} "
+                     f"| {r.rules} | {verdict} | {lats} | {_fmt(r.samples_per_s, 5)} | {energy} | {eq} |")
+    lines += ["", "### Best runtime per device within accuracy tolerance", "",
+              "| device | model | scenario | best | figure | not ranked |", "|---|---|---|---|---|---|"]
+    for (device, model, scenario), best, excluded in best_per_device(table):
+        name = f"{best.runtime} {best.precision}" if best else "none (no VALID, equivalent run)"
+        figure = f"{best.headline_name} {_fmt(best.headline, 4)}" if best else "—"
+        lines.append(f"| {device} | {model} | {scenario} | {name} | {figure} | {'; '.join(excluded)[:300] or '—'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,261 @@
+"""One inference job under LoadGen: artifact, samples, equivalence, warm-up, the timed
+runs (one per repeat), the result.
+
+Order and why:
+1. the artifact (exported once per box, or the cached one the job names by sha256),
+   digest-checked before the runtime sees it;
+2. the query samples, loaded and laid out for the runtime before LoadGen starts (MLPerf's
+   QSL loads them before timing too);
+3. equivalence on the reference batch, and real top-1 where the dataset's files are there;
+4. warm-up at every batch size the scenario sends (compiles, allocator growth, caches),
+   which also yields LoadGen's pre-generation hints (harness.py);
+5. per repeat: the sampler's window begins, RAPL is read, LoadGen's StartTest runs the
+   scenario, then RAPL and the window's end. LoadGen's own summary is the measurement.
+"""
+
+import os
+import time
+
+from .. import datasets
+from ..catalogue import DATASETS
+from ..errors import Unsupported
+from . import equivalence, harness, rapl, runtimes
+from .artifacts import Cache
+from .export import ensure, to_layout
+
+RUNTIME_BACKENDS = ("onnxruntime", "openvino", "litert", "tensorrt")
+WARMUP_MIN_ITERS = 10
+WARMUP_MIN_S = 0.25  # with >= 10 calls: enough for the hints; compile happens on the first call
+WARMUP_MAX_S = 10.0
+
+
+def runtime_for(backend):
+    if backend in RUNTIME_BACKENDS:
+        return backend
+    if backend == "torch":
+        return "torch"
+    raise Unsupported("backend %r has no LoadGen inference path (runtimes: %s, torch)"
+                      % (backend, ", ".join(RUNTIME_BACKENDS)))
+
+
+def settings_of(spec):
+    inference = dict(spec.get("inference") or {})
+    inference.setdefault("scenario", "single-stream")
+    inference.setdefault("rules", "mlperf")
+    inference.setdefault("samples_per_query", 8)
+    inference.setdefault("reference_samples", 16)
+    return inference
+
+
+def batch_sizes(scenario, inference, batch_size):
+    if scenario == "single-stream":
+        return [1]
+    if scenario == "multi-stream":
+        return [int(inference["samples_per_query"])]
+    if scenario == "server":
+        return sorted(set([1, batch_size]))
+    return [batch_size]
+
+
+def sample_count(inference, dataset):
+    if inference.get("performance_sample_count"):
+        return int(inference["performance_sample_count"])
+    h, w, _ = DATASETS[dataset]["shape"]
+    big = h * w > 100 * 100
+    if inference.get("rules") == "quick":
+        return 64 if big else 256
+    return 256 if big else 1024  # mlperf.conf: ResNet-50's performance_sample_count is 1024
+
+
+def load_samples(spec, dataset_root, n, layout):
+    """(x in the runtime's layout, y, data source)."""
+    wl = spec["workload"]
+    if datasets.is_streamed(wl["dataset"], wl.get("synthetic", False)):
+        from .. import imagenet
+
+        stream = imagenet.ImageFolderStream(dataset_root, 1, samples=n)
+        x, y = imagenet.infer_arrays(stream, n)
+        return to_layout(x, layout), y, "real"
+    x, y, source = datasets.load(wl["dataset"], dataset_root, wl.get("synthetic", False), n)
+    if len(x) < n:  # a small dataset (or samples cap): LoadGen draws from what there is
+        n = len(x)
+    return to_layout(x[:n], layout), y[:n], source
+
+
+def _artifact(runtime, spec, inference, dataset_root, emitter):
+    wl = spec["workload"]
+    precision = spec.get("precision", "fp32")
+    need = runtimes.artifact_request(runtime, precision)
+    if need is None:
+        return None, False
+    fmt, file_precision = need
+    cache = Cache()
+    digest = inference.get("model_sha256")
+    if digest:
+        art = cache.get(digest)
+        if art.format != fmt:
+            raise Unsupported("%s runs %s models; artifact %s is %s" % (runtime, fmt, digest, art.format))
+        return art, False
+    return ensure(wl["model"], wl["dataset"], fmt, file_precision, runtime=runtime, cache=cache,
+                  dataset_root=dataset_root, emit=emitter.emit)
+
+
+def warm_up(runtime, x, sizes):
+    """Median seconds per call at each batch size; (hints for LoadGen, warm-up record)."""
+    record = {}
+    for bs in sizes:
+        batch = x[:bs] if len(x) >= bs else x[[i % len(x) for i in range(bs)]]
+        times = []
+        t_start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            runtime.predict(batch)
+            times.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t_start
+            if (len(times) >= WARMUP_MIN_ITERS and elapsed >= WARMUP_MIN_S) or elapsed >= WARMUP_MAX_S:
+                break
+        times.sort()
+        record[bs] = times[len(times) // 2]
+    return record
+
+
+def run(spec, emitter, dataset_root):
+    wl = spec["workload"]
+    runtime_name = runtime_for(spec["backend"])
+    inference = settings_of(spec)
+    scenario = inference["scenario"]
+    if scenario not in harness.SCENARIOS:
+        raise Unsupported("unknown scenario %r" % scenario)
+    lg = harness.loadgen()  # before anything else: a box without LoadGen fails at once
+    import numpy
+
+    precision = spec.get("precision", "fp32")
+    artifact, exported = _artifact(runtime_name, spec, inference, dataset_root, emitter)
+    runtime = runtimes.make(runtime_name, dict(inference, scenario=scenario), precision, artifact,
+                            int(spec.get("gpus", 0) or 0), wl["model"], wl["dataset"])
+    libraries = {"numpy": numpy.__version__, "mlperf_loadgen": _loadgen_version(lg)}
+    libraries.update(runtime.versions())
+    emitter.emit("hello", backend=spec["backend"], libraries=libraries, pid=os.getpid())
+    emitter.emit("phase", phase="setup", epoch=0, epochs=1, repeat=1)
+
+    bs = int(wl["batch_size"])
+    sizes = batch_sizes(scenario, inference, bs)
+    runtime.load(sizes)
+    layout = artifact.meta.get("layout", "NCHW") if artifact is not None else "NCHW"
+    x, y, data_source = load_samples(spec, dataset_root, sample_count(inference, wl["dataset"]), layout)
+    emitter.emit("data", source=data_source, samples=int(len(x)))
+
+    # equivalence on the reference batch (and real top-1 when the files are real)
+    if artifact is not None:
+        reference = artifact.reference()
+        if reference is None:
+            raise Unsupported("artifact %s has no reference outputs to check equivalence against"
+                              % artifact.sha256)
+        ref_x, ref_out, ref_desc = reference
+    else:
+        from .export import reference_inputs
+
+        ref_x = reference_inputs(wl["dataset"], int(inference["reference_samples"]), layout)
+        ref_out, ref_desc = runtime.reference(ref_x)
+    n_ref = min(len(ref_x), int(inference["reference_samples"]))
+    outputs = runtime.predict(numpy.ascontiguousarray(ref_x[:n_ref]))
+    equiv = equivalence.compare(outputs, ref_out[:n_ref], precision, ref_desc)
+    accuracy = None
+    if data_source == "real":
+        n_acc = min(len(x), int(inference.get("accuracy_samples") or len(x)))
+        top1 = equivalence.top1_accuracy(runtime.predict, x[:n_acc], y[:n_acc], max(sizes))
+        untrained = not inference.get("model_sha256")
+        accuracy = {"dataset": wl["dataset"], "samples": int(n_acc), "top1": top1,
+                    "note": "the catalogue's weights are untrained (seed 0): near chance by design"
+                    if untrained else ""}
+
+    emitter.emit("phase", phase="warmup", epoch=1, epochs=1, repeat=1)
+    warm = warm_up(runtime, x, sizes)
+    hints = {"latency_s": warm.get(1) or warm[min(warm)]}
+    if scenario == "multi-stream":
+        hints["multi_latency_s"] = warm[sizes[0]]
+    big = max(warm)
+    hints["samples_per_s"] = big / warm[big] if warm[big] > 0 else None
+    if scenario == "server" and warm.get(1):
+        hints["samples_per_s"] = 1.0 / warm[1]
+
+    energy = rapl.PackageEnergy()
+    knobs = {"runtime": runtime_name, "scenario": scenario, "rules": inference["rules"],
+             "precision": precision, "batch_size": str(bs),
+             "model_format": (artifact.format if artifact is not None else "torch-module"),
+             "warmup_median_ms": ", ".join("bs%d %.3f" % (k, v * 1e3) for k, v in sorted(warm.items())),
+             "model_exported_now": str(bool(exported)),
+             "cpu_energy": "RAPL package energy: %s" % ", ".join(energy.domains()) if energy.available
+             else "RAPL not readable here (no /sys/class/powercap package zone, or not root)"}
+    knobs.update(dict(("runtime_" + k, v) for k, v in runtime.knobs().items()))
+    model_info = runtime.model_info()
+    runs = []
+    for repeat in range(1, int(spec.get("repeats", 1)) + 1):
+        emitter.emit("phase", phase="measure", epoch=1, epochs=1, repeat=repeat)
+        outdir = os.path.abspath("loadgen-r%d" % repeat)
+
+        def begin(repeat=repeat):
+            emitter.emit("window", edge="begin", repeat=repeat)
+            energy.begin()
+
+        joules = []
+
+        def end(repeat=repeat, joules=joules):
+            joules.append(energy.end())
+            emitter.emit("window", edge="end", repeat=repeat)
+
+        summary = harness.run(runtime, x, wl["model"], scenario, inference, bs, outdir, hints, begin, end)
+        runs.append(_run_record(repeat, summary, runtime, model_info, equiv, accuracy, joules[0] if joules else None,
+                                energy, knobs))
+        epoch = runs[-1]["epochs"][0]
+        emitter.emit("epoch", repeat=repeat, **epoch)
+    runtime.close()
+    emitter.emit("result", runs=runs, knobs=knobs, data_source=data_source, global_batch_size=bs,
+                 per_device_batch_size=bs, devices_used=runtime.devices_used())
+
+
+def _loadgen_version(lg):
+    try:
+        from importlib.metadata import version
+
+        return version("mlcommons-loadgen")
+    except Exception:  # noqa: BLE001
+        return getattr(lg, "__version__", "unknown")
+
+
+def _run_record(repeat, summary, runtime, model_info, equiv, accuracy, joules, energy, knobs):
+    samples = summary["sample_count"]
+    duration = summary["duration_s"]
+    rate = samples / duration if duration > 0 else 0.0
+    lat = summary["latency_ns"]
+    cpu_energy = None
+    if joules is not None and duration > 0:
+        cpu_energy = {"scope": "cpu_package", "energy_j": joules, "power_w": joules / duration,
+                      "mj_per_inference": (joules * 1e3 / samples) if samples else None,
+                      "inferences_per_j": (samples / joules) if joules > 0 else None,
+                      "domains": energy.domains()}
+    return {
+        "repeat": repeat,
+        "epochs": [{"epoch": 1, "warmup": False, "images": samples, "batches": summary["query_count"],
+                    "seconds": duration, "img_per_s": rate, "loss": None, "accuracy": None}],
+        "throughput": {"window_img_per_s": rate, "median_img_per_s": rate, "mean_img_per_s": rate,
+                       "std_img_per_s": 0.0, "n_batches": summary["query_count"], "n_samples": summary["query_count"],
+                       "images": samples, "window_s": duration},
+        "latency": {"p50_ms": lat.get("p50", 0.0) / 1e6, "p90_ms": lat.get("p90", 0.0) / 1e6,
+                    "p99_ms": lat.get("p99", 0.0) / 1e6, "mean_ms": lat.get("mean", 0.0) / 1e6,
+                    "n_batches": summary["query_count"]},
+        "loss": None,
+        "accuracy": accuracy["top1"] if accuracy else None,
+        "knobs": knobs,
+        "inference": {
+            "runtime": runtime.name,
+            "runtime_version": next(iter(runtime.versions().values()), ""),
+            "execution_provider": runtime.provider()[:200],
+            "model": model_info,
+            "loadgen": summary,
+            "equivalence": equiv,
+            "accuracy": accuracy,
+            "cpu_energy": cpu_energy,
+            "knobs": dict((k, str(v)[:500]) for k, v in runtime.knobs().items()),
+        },
+    }
