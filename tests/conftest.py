@@ -93,10 +93,16 @@ class Mosquitto:
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    from tests.schemas.wire import WireCapture
+
     broker = Mosquitto(free_port(), tmp_path_factory.mktemp("mosquitto"))
     broker.start()
+    capture = WireCapture(broker.url)  # every message of the session, checked against the JSON Schema
     yield broker
-    broker.stop()
+    try:
+        capture.check()
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -19,9 +19,20 @@ way (tests/schemas/test_json_schema.py checks both directions):
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
@@ -40,6 +51,8 @@ def exact_pattern_schema(pattern: str) -> WithJsonSchema:
 
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN), exact_pattern_schema(IDENTIFIER_PATTERN)]
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+Sha256 = Annotated[str, StringConstraints(pattern=SHA256_PATTERN), exact_pattern_schema(SHA256_PATTERN)]
 MessageId = Annotated[str, StringConstraints(pattern=MSG_ID_PATTERN), exact_pattern_schema(MSG_ID_PATTERN)]
 
 
@@ -50,10 +63,30 @@ def _integral(value: Any) -> Any:
     return value
 
 
+# (the bounds come before the validator: after it, pydantic exports them as "ge"/"le",
+# which JSON Schema does not know, instead of "minimum"/"maximum")
 Int = Annotated[int, BeforeValidator(_integral)]
-Int32 = Annotated[int, BeforeValidator(_integral), Field(ge=-MAX_INT32 - 1, le=MAX_INT32)]
-Count32 = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_INT32)]
-Count64 = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_INT64)]
+Int32 = Annotated[int, Field(ge=-MAX_INT32 - 1, le=MAX_INT32), BeforeValidator(_integral)]
+Count32 = Annotated[int, Field(ge=0, le=MAX_INT32), BeforeValidator(_integral)]
+Count64 = Annotated[int, Field(ge=0, le=MAX_INT64), BeforeValidator(_integral)]
+
+
+# RFC 3339 date-time with an offset, as JSON Schema's "date-time" format: pydantic
+# alone would also take a space separator or a string of epoch seconds.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with a zone, e.g. 2026-12-01T10:00:00Z")
+    return value
+
+
+# Strict(False): the validator above has already allowed only an RFC 3339 string or
+# a datetime; strict mode would then refuse the string (it arrives as Python text).
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_rfc3339)]
 
 
 class StrictModel(BaseModel):

@@ -8,9 +8,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from edgebench.schemas.base import IDENTIFIER_PATTERN, MSG_ID_PATTERN, MessageId, StrictModel
+from edgebench.schemas.base import IDENTIFIER_PATTERN, MSG_ID_PATTERN, MessageId, StrictModel, Timestamp
 from edgebench.schemas.events import JobEvent
 from edgebench.schemas.job import CancelRequest, JobSpec, ReplayRequest
 from edgebench.schemas.status import AgentStatus
@@ -28,7 +28,7 @@ class Envelope(StrictModel):
 
     schema_version: Literal["edgebench/v1"]
     msg_id: MessageId = Field(default_factory=lambda: uuid.uuid4().hex)
-    sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    sent_at: Timestamp = Field(default_factory=lambda: datetime.now(timezone.utc))
     sender: str = Field(max_length=128)
     body: Body
     signature: str | None = Field(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from edgebench.schemas.base import Count32, Identifier, MessageId, StrictModel, exact_pattern_schema
+from edgebench.schemas.base import Count32, Identifier, MessageId, StrictModel, Timestamp, exact_pattern_schema
 from edgebench.schemas.result import Result
 
 # The job id of an answer to a message that named no usable job id (junk, a
@@ -72,7 +72,7 @@ class JobEvent(StrictModel):
     attempt: Count32 = Field(default=1)
     seq: Count32 = Field(description="Per (job, attempt) sequence number, for idempotency.")
     state: JobState
-    at: AwareDatetime
+    at: Timestamp
     in_reply_to: MessageId | None = Field(default=None, description="msg_id of the message this answers.")
     progress: Progress | None = None
     reason: str | None = Field(default=None, max_length=4000)

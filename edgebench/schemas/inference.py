@@ -12,9 +12,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from edgebench.schemas.base import Count64, Int, StrictModel
+from edgebench.schemas.base import Count64, Identifier, Int, Sha256, StrictModel
 
 
 class Scenario(str, Enum):
@@ -58,8 +58,8 @@ class InferenceSettings(StrictModel):
     samples_per_query: Int = Field(default=8, ge=1, le=4096, description="MultiStream's samples per query.")
     performance_sample_count: Int | None = Field(default=None, ge=1, le=1_000_000,
                                                  description="Samples LoadGen draws from (held in memory).")
-    execution_provider: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+    execution_provider: Identifier | None = Field(
+        default=None,
         description="ONNX Runtime EP (cpu, cuda, tensorrt), OpenVINO device (CPU, GPU), torch device (cpu, cuda).")
     graph_optimization: Literal["disabled", "basic", "extended", "all"] | None = None
     threads: Int | None = Field(default=None, ge=1, le=1024, description="Intra-op threads.")
@@ -70,24 +70,37 @@ class InferenceSettings(StrictModel):
     reference_samples: Int = Field(default=16, ge=1, le=256, description="The equivalence batch.")
     accuracy_samples: Int | None = Field(
         default=None, ge=1, le=100_000, description="Real top-1 on this many dataset samples, when files are there.")
-    model_sha256: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{64}$",
+    model_sha256: Sha256 | None = Field(
+        default=None,
         description="Run this cached artifact instead of the catalogue model's export (its reference travels with it).")
 
-    @model_validator(mode="after")
-    def _check(self) -> InferenceSettings:
-        if self.min_duration_ms and self.max_duration_ms and self.max_duration_ms < self.min_duration_ms:
-            raise ValueError("max_duration_ms is below min_duration_ms")
-        if self.min_query_count and self.max_query_count and self.max_query_count < self.min_query_count:
-            raise ValueError("max_query_count is below min_query_count")
-        return self
+    # cross-field rules name the field to fix; JSON Schema cannot compare two numbers,
+    # so the JSON Schema states them in words (x-edgebench-rules)
+    @field_validator("max_duration_ms")
+    @classmethod
+    def _max_duration(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_duration_ms")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"is below min_duration_ms ({low})")
+        return value
+
+    @field_validator("max_query_count")
+    @classmethod
+    def _max_queries(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_query_count")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"is below min_query_count ({low})")
+        return value
+
+    model_config = ConfigDict(json_schema_extra={"x-edgebench-rules": [
+        "max_duration_ms >= min_duration_ms", "max_query_count >= min_query_count"]})
 
 
 class ModelArtifactInfo(StrictModel):
     """The exact model file a runtime ran."""
 
     format: Literal["onnx", "tflite", "openvino-ir", "torch-module", "keras"]
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
     size_bytes: Count64
     precision: str = Field(max_length=32)  # fp32, fp16, int8 (the file's), see InferenceRun.knobs for compute
     source: str = Field(default="", max_length=500)  # framework, version and exporter that wrote it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
 from edgebench.schemas.base import Identifier, Int, StrictModel
 from edgebench.schemas.inference import InferenceSettings
@@ -30,6 +30,7 @@ class Backend(str, Enum):
 
 # Backends that only infer (a runtime, not a training framework).
 RUNTIME_BACKENDS = frozenset({Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.LITERT, Backend.TENSORRT})
+_RUNTIME_NAMES: list[JsonValue] = sorted(b.value for b in RUNTIME_BACKENDS)  # sorted: a deterministic schema
 
 
 class Mode(str, Enum):
@@ -156,7 +157,7 @@ class JobSpec(StrictModel):
                 {"if": {"properties": {"memory_policy": {"enum": ["fraction", "preallocate"]}},
                         "required": ["memory_policy"]},
                  "then": {"required": ["memory_fraction"], "properties": {"memory_fraction": {"type": "number"}}}},
-                {"if": {"properties": {"backend": {"enum": [b.value for b in RUNTIME_BACKENDS]}},
+                {"if": {"properties": {"backend": {"enum": _RUNTIME_NAMES}},
                         "required": ["backend"]},
                  "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
                 {"if": {"properties": {"precision": {"const": "int8"}}, "required": ["precision"]},

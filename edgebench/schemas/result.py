@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from edgebench.schemas.base import Count32, Count64, StrictModel
+from edgebench.schemas.base import Count32, Count64, StrictModel, Timestamp
 from edgebench.schemas.inference import InferenceRun
 from edgebench.schemas.job import Backend, DataFormat, JobSpec, MemoryPolicy, Mode, Precision, Workload
 from edgebench.schemas.status import GpuInfo
@@ -133,8 +133,8 @@ class Result(StrictModel):
     telemetry: TelemetrySummary | None = None
     timeseries: TimeSeries | None = None
     fingerprint: Fingerprint
-    started_at: AwareDatetime
-    finished_at: AwareDatetime
+    started_at: Timestamp
+    finished_at: Timestamp
 
     @classmethod
     def from_stored_json(cls, text: str | bytes) -> Result:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from edgebench.schemas.base import Count32, Count64, Identifier, StrictModel
+from edgebench.schemas.base import Count32, Count64, Identifier, StrictModel, Timestamp
 
 
 class GpuInfo(StrictModel):
@@ -39,7 +39,7 @@ class AgentStatus(StrictModel):
     device_id: Identifier
     fleet: Identifier
     online: bool
-    at: AwareDatetime
+    at: Timestamp
     agent_version: str = ""
     tags: list[Identifier] = Field(default_factory=list)
     backends: list[BackendInfo] = Field(default_factory=list)
