@@ -30,7 +30,7 @@ class Backend(str, Enum):
 
 # Backends that only infer (a runtime, not a training framework).
 RUNTIME_BACKENDS = frozenset({Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.LITERT, Backend.TENSORRT})
-_RUNTIME_NAMES: list[JsonValue] = sorted(b.value for b in RUNTIME_BACKENDS)  # sorted: a deterministic schema
+_RUNTIME_NAMES: list[JsonValue] = [b.value for b in sorted(RUNTIME_BACKENDS, key=lambda b: b.value)]  # sorted: a deterministic schema
 
 
 class Mode(str, Enum):
