@@ -640,7 +640,7 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
         "job_id": event.job_id, "device_id": event.device_id, "attempt": event.attempt,
         "sweep_id": event.sweep_id, "state": event.state.value, "outcome": outcome,
         "error_type": event.error_type.value if event.error_type else None,
-        "reason": event.reason, "finished_at": event.at,
+        "reason": _text(event.reason), "finished_at": event.at,
         "result_json": res.model_dump_json() if res else None,
     }
     # one description of what ran: the job a result embeds, else the dispatched spec
