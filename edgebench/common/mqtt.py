@@ -21,17 +21,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgebench.common.errors import EdgebenchError
 from edgebench.schemas import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 
-class MqttError(Exception):
+class MqttError(EdgebenchError):
     """Base class for transport errors."""
 
 
 class ConnectError(MqttError):
-    pass
+    """The broker could not be reached or refused the connection."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from edgebench.agent.config import AgentConfig
+from edgebench.common.agentconfig import AgentConfig
+from edgebench.controller.errors import ControllerError
 
 if TYPE_CHECKING:
     import docker
@@ -59,7 +60,7 @@ LABEL_PREVIOUS_ID = "edgebench.deploy.previous-image-id"
 LABEL_AT = "edgebench.deploy.at"
 
 
-class DeployError(Exception):
+class DeployError(ControllerError):
     pass
 
 

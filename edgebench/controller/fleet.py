@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from edgebench.common.mqtt import BrokerSettings, Message, MqttClient
 from edgebench.common.text import printable
 from edgebench.controller.config import ControllerConfig
+from edgebench.controller.errors import ControllerError
 from edgebench.controller.ingest import Inbound
 from edgebench.controller.store import ResultStore
 from edgebench.schemas import (
@@ -37,7 +38,7 @@ from edgebench.schemas.envelope import DecodeError, decode, encode
 log = logging.getLogger(__name__)
 
 
-class TargetError(ValueError):
+class TargetError(ControllerError, ValueError):
     """The dispatch targets resolve to no device, or name unknown ones."""
 
 
