@@ -75,6 +75,13 @@ class Output:
     def terminal(self) -> bool:
         return self.console.is_terminal
 
+    def for_renderables(self) -> Console:
+        """The console for rich layouts that have no plain form (the terminal report): off a terminal, rich
+        would lay them out at 80 columns and cut labels; 200 keeps them whole in a log or a file."""
+        if self.terminal:
+            return self.console
+        return Console(file=self.console.file, width=200, highlight=False, color_system=None)
+
     def json(self, doc: object) -> None:
         """The one JSON document of a ``--json`` command (datetimes and paths as strings)."""
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")

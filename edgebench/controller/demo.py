@@ -70,7 +70,8 @@ def run_demo(opts: DemoOptions, console: Console) -> str:
                 console.print(
                     f"backends: {', '.join(backends)}; Fashion-MNIST: "
                     + ("real files" if fashion_present else
-                       f"not found under {opts.dataset_root}, using synthetic data of the same shape")
+                       f"not found under {opts.dataset_root}, using synthetic data of the same shape"),
+                    soft_wrap=True,
                 )
                 sweep_id = new_id("demo")
                 plan: list[Dispatched] = []

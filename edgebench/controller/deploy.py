@@ -169,7 +169,7 @@ def device_files(pki_dir: Path | None, device_id: str) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     device_dir = pki_dir / "devices" / device_id
     if not device_dir.is_dir():
-        raise DeployError(f"{device_dir} not found: issue the device first (python -m edgebench.common.pki device "
+        raise DeployError(f"{device_dir} not found: issue the device first (controller pki device "
                           f"{device_id})")
     for name in ("ca.crt", "client.crt", "client.key", "password"):
         if (device_dir / name).is_file():

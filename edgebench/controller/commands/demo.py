@@ -28,4 +28,4 @@ def demo(
     root = dataset_root or Path.home() / "edgebench-data"
     opts = DemoOptions(store_url=demo_store or default_demo_store_url(), dataset_root=root,
                        backends=tuple(backend or ()), cnn_samples=cnn_samples, mlp_samples=mlp_samples)
-    run_demo(opts, out.console)
+    run_demo(opts, out.for_renderables())

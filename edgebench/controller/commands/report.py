@@ -93,7 +93,7 @@ def render(rep: Report, fmt: ReportFormat, job: str | None, title: str, out_path
         from edgebench.controller.render.terminal import render_terminal
 
         if out_path is None:
-            render_terminal(rep, out.console)
+            render_terminal(rep, out.for_renderables())
             return None
         from rich.console import Console
 
