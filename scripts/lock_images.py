@@ -65,6 +65,40 @@ def resolve(spec: ImageSpec) -> list[str]:
     return sorted(f"{i['metadata']['name'].lower()}=={i['metadata']['version']}" for i in installed)
 
 
+def resolve_with_interpreter(spec: ImageSpec) -> list[str]:
+    """For an image whose dependencies include sdists (the Python 3.6 stacks: termcolor 1.1.0 has no
+    wheel), which pip cannot resolve for another interpreter: the image's own Python version from
+    pyenv, the image's pip, and ``pip download`` (this does download the wheels, hundreds of MB)."""
+    import shutil
+
+    from packaging.utils import parse_sdist_filename, parse_wheel_filename
+
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    pythons = sorted((pyenv / "versions").glob(f"{spec.python}.*/bin/python"))
+    if not pythons:
+        raise RuntimeError(f"no Python {spec.python} under {pyenv}/versions (pyenv install it)")
+    pip_pin = "pip==21.3.1" if spec.python == "3.6" else "pip"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+        env.pop("PIP_FIND_LINKS", None)
+        env.pop("PIP_CONSTRAINT", None)
+        venv_python = Path(tmp) / "venv" / "bin" / "python"
+        subprocess.run([str(pythons[-1]), "-m", "venv", str(Path(tmp) / "venv")], check=True, timeout=300)
+        subprocess.run([str(venv_python), "-m", "pip", "install", "-q", pip_pin], check=True, env=env, timeout=300)
+        dest = Path(tmp) / "dl"
+        proc = subprocess.run([str(venv_python), "-m", "pip", "download", "-q", "--prefer-binary", "-d", str(dest),
+                               *requirements(spec)], capture_output=True, text=True, env=env, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "pip failed")
+        pins = []
+        for f in sorted(dest.iterdir()):
+            name, version = (parse_wheel_filename(f.name)[:2] if f.suffix == ".whl"
+                             else parse_sdist_filename(f.name))
+            pins.append(f"{name}=={version}")
+        shutil.rmtree(dest)
+    return sorted(pins)
+
+
 def write(spec: ImageSpec, pins: list[str]) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{spec.name}.txt"
@@ -85,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.images or sorted(specs):
         spec = specs[name]
         try:
-            pins = resolve(spec)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            try:
+                pins = resolve(spec)
+            except RuntimeError as exc:
+                if "No matching distribution" not in str(exc) or spec.args.get("TORCH_INDEX_URL"):
+                    raise
+                pins = resolve_with_interpreter(spec)  # an sdist among the dependencies
+        except (RuntimeError, subprocess.SubprocessError) as exc:
             print(f"{name}: not locked ({exc}); {OUT / (name + '.txt')} left as it was", file=sys.stderr)
             failed += 1
             continue
