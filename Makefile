@@ -67,9 +67,9 @@ schemas: $(STAMP)
 wheel: $(STAMP)
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .
 
-## Regenerate the images' constraints files (images/constraints/): scripts/lock-images.sh
-lock:
-	scripts/lock-images.sh
+## Regenerate the images' constraints files (images/common/constraints/) after changing a pin
+lock: $(STAMP)
+	$(PY) scripts/lock_images.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
