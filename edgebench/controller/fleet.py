@@ -46,6 +46,10 @@ class StoreUnavailable(RuntimeError):
     """The store failed as a whole (down, locked, full): the batch waits, unacknowledged, for the next try."""
 
 
+class DispatchError(ControllerError, TimeoutError):
+    """The broker did not acknowledge a job in time."""
+
+
 @dataclass(frozen=True)
 class Dispatched:
     device_id: str
@@ -244,7 +248,7 @@ class FleetClient:
         ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id), self._sign(env),
                                           expiry_s=self.cfg.job_expiry_s)
         if not ok:
-            raise TimeoutError(f"the broker did not acknowledge job {job.job_id}")
+            raise DispatchError(f"the broker did not acknowledge job {job.job_id}")
 
     def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
         for device_id in device_ids:
