@@ -55,3 +55,9 @@ def _from_git(root: Path) -> str | None:
         return str(get_version(root=str(root), fallback_version=UNKNOWN))
     except Exception:  # noqa: BLE001 - no git binary, a broken repository: the built version will do
         return None
+
+
+def docker_tag(version: str | None = None) -> str:
+    """The version as an image tag: tags allow no "+", so the local part joins with "-"
+    (0.0.1.dev115+gb86d749 -> 0.0.1.dev115-gb86d749; images/agent/Dockerfile turns it back)."""
+    return (version or edgebench_version()).replace("+", "-")

@@ -158,9 +158,13 @@ def test_deploy_command_table_and_exit_status(docker_client, agent_image, agent_
         "deploy", f"{device}={LOCAL}", f"{fleet}-down=tcp://127.0.0.1:9", "--image", agent_image.tag,
         "--gpus", "none", "--agent-config", str(base), "--wait-online", "90"])
     assert result.exit_code == 1, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 5}
-    assert "deployed" in rows[device] and "yes" in rows[device]
-    assert "failed" in rows[f"{fleet}-down"]
+    # off a terminal: a header and one tab-separated row per host, every value whole
+    header, *lines = result.stdout.splitlines()
+    assert header.split("\t")[:3] == ["device", "engine", "outcome"]
+    rows = {line.split("\t")[0]: dict(zip(header.split("\t"), line.split("\t"))) for line in lines}
+    assert rows[device]["outcome"] == "deployed" and rows[device]["online"] == "yes"
+    assert rows[f"{fleet}-down"]["outcome"] == "failed"
+    assert "1 of 2 host(s) failed" in result.stderr
     # a rollback with nothing to roll back to is a failure too
     again = CliRunner().invoke(app, ["deploy", f"{device}={LOCAL}", "--rollback", "--wait-online", "0"])
     assert again.exit_code == 1 and "no previous image" in again.output.replace("\n", " ")

@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from edgebench.common.console import Column
-from edgebench.common.version import edgebench_version
+from edgebench.common.version import docker_tag
 from edgebench.controller.commands._options import JsonOpt, config, out, output
 from edgebench.controller.commands.devices import presence_store
 from edgebench.controller.deploy import (
@@ -36,7 +36,7 @@ COLUMNS = (
 
 
 def _default_image() -> str:
-    return f"edgebench/agent:{edgebench_version()}"
+    return f"edgebench/agent:{docker_tag()}"
 
 
 def deploy_cmd(

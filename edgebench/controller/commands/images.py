@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgebench.common.console import Column, markup
-from edgebench.common.version import edgebench_version
+from edgebench.common.version import docker_tag
 from edgebench.controller.commands._options import JsonOpt, out, output
 from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.controller.images import (
@@ -88,7 +88,7 @@ def build(
             raise ControllerUsageError(f"--build-arg {item!r}: expected KEY=VALUE")
         args[key] = value
     specs = select(catalogue(source), backend or [], variant)
-    opts = BuildOptions(version=version or edgebench_version(), base_image=base_image,
+    opts = BuildOptions(version=version or docker_tag(), base_image=base_image,
                         ca_bundle=ca_bundle or _default_ca(), pip_conf=pip_conf, wheelhouse=wheelhouse,
                         build_args=args, docker_host=docker_host)
 
