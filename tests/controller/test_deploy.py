@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from edgebench.common import pki
+from edgebench.common.cli import EdgebenchGroup
 from edgebench.controller.commands.deploy import deploy_cmd
 from edgebench.controller.deploy import (
     LABEL_IMAGE,
@@ -143,7 +144,7 @@ def test_deploy_command_table_and_exit_status(docker_client, agent_image, agent_
                                               controller_cfg, fleet, tmp_path) -> None:
     """One host deploys and comes online, one engine is unreachable: both get
     a row, and the command exits 1."""
-    app = typer.Typer()
+    app = typer.Typer(cls=EdgebenchGroup)  # the CLI edge: errors to one line and an exit code
 
     @app.callback()
     def root(ctx: typer.Context) -> None:
