@@ -29,9 +29,9 @@ COLUMNS = (
 )
 
 
-def presence_store() -> ResultStore:
-    """Presence needs no results store; FleetClient still wants one, so an in-memory one (no file is created)."""
-    return ResultStore("sqlite://")
+def presence_store() -> ResultStore | None:
+    """Presence needs no results store: the fleet client then only listens (no database is opened)."""
+    return None
 
 
 def device_record(status: AgentStatus, now: datetime) -> dict[str, Any]:
