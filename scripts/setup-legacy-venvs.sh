@@ -10,13 +10,15 @@
 #
 # Idempotent: a venv whose stamp matches its requirements is left alone; one
 # that is missing, half built or built from other requirements is rebuilt.
-# Quiet: one line per venv; pip's log goes to <venv>.log and is printed only
-# when something fails, and then the script exits non-zero.
+# Progress: a line when a venv starts, one per package pip collects, downloads
+# or installs, and one with the time it took; pip's full log goes to <venv>.log
+# and its tail is printed when something fails, and then the script exits non-zero.
 #
 # Environment: PYENV_ROOT (else `pyenv root`, else ~/.pyenv), EDGEBENCH_VENVS
 # (default <repo>/.cache/venvs), PY36_VERSION (3.6.15), PY311_VERSION (3.11.7).
 # pip honours PIP_CERT / PIP_INDEX_URL etc. as usual (TLS-intercepting proxies).
 set -euo pipefail
+exec 3>&2  # the terminal, for progress lines from inside blocks whose output goes to a log
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venvs="${EDGEBENCH_VENVS:-$repo/.cache/venvs}"
@@ -53,6 +55,13 @@ declare -A CHECK=(
 
 die() { echo "setup-legacy-venvs: $*" >&2; exit 1; }
 
+# pip's own progress lines, prefixed, on the terminal (stderr): a build takes minutes
+progress() {
+  local name=$1
+  grep --line-buffered -E '^(Collecting|  Downloading|Installing collected|Successfully installed)' \
+    | sed -u "s/^ */$name: /" >&3 || true
+}
+
 build() {
   local name="$1"
   local dir="$venvs/$name" log="$venvs/$name.log"
@@ -64,13 +73,15 @@ build() {
     return 0
   fi
   local t0=$SECONDS
+  echo "$name: building (pip log: $log)"
   rm -rf "$dir"
   : >"$log"
   # shellcheck disable=SC2086  # requirement lists are split on purpose
   if ! {
     "$python" -m venv "$dir" &&
     if [[ -n "${PIP[$name]}" ]]; then "$dir/bin/python" -m pip install -q "${PIP[$name]}"; fi &&
-    "$dir/bin/python" -m pip install -q --prefer-binary ${REQS[$name]} &&
+    "$dir/bin/python" -m pip install --progress-bar off --prefer-binary ${REQS[$name]} 2>&1 \
+      | tee -a "$log" | progress "$name" &&
     "$dir/bin/python" -c "${CHECK[$name]}"
   } >>"$log" 2>&1; then
     tail -n 40 "$log" >&2

@@ -22,6 +22,7 @@ import pytest
 
 from edgebench.common.broker import free_port
 from edgebench.controller.config import ControllerConfig
+from tests.skipsummary import pytest_addoption, pytest_terminal_summary  # noqa: F401 - hooks, by name
 
 REPO = Path(__file__).resolve().parent.parent
 # rich sizes tables from COLUMNS: keep CLI output in tests wide and untruncated

@@ -1,104 +1,18 @@
-"""The agent's one typed configuration object (YAML file + CLI overrides)."""
+"""The agent's configuration. The model is shared with the controller (which renders
+agent.yaml for ``controller deploy``), so it lives in edgebench/common/agentconfig.py;
+this module is its name on the agent's side."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Literal
+from edgebench.common.agentconfig import (
+    DEFAULT_BACKENDS,
+    AgentConfig,
+    AgentSettings,
+    BackendConfig,
+    DockerBackend,
+    LocalBackend,
+    default_state_dir,
+)
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
-from edgebench.schemas.base import Identifier
-
-
-class LocalBackend(BaseModel):
-    """Run the runner with a given interpreter on this host."""
-
-    model_config = ConfigDict(extra="forbid")
-    executor: Literal["local"] = "local"
-    python: str = Field(default_factory=lambda: sys.executable)
-    env: dict[str, str] = Field(default_factory=dict)
-
-
-class DockerBackend(BaseModel):
-    """Run the runner in a container image through the Docker SDK."""
-
-    model_config = ConfigDict(extra="forbid")
-    executor: Literal["docker"] = "docker"
-    image: str
-    env: dict[str, str] = Field(default_factory=dict)
-    cpus: float | None = None
-    mem_limit: str | None = None
-    shm_size: str = "1g"
-
-
-BackendConfig = LocalBackend | DockerBackend
-
-DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "sleep",
-                    "onnxruntime", "openvino", "litert")  # the inference runtimes: docs/INFERENCE.md
-
-
-def _default_backends() -> dict[str, BackendConfig]:
-    return {name: LocalBackend() for name in DEFAULT_BACKENDS}
-
-
-def default_state_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("edgebench-agent"))
-
-
-class AgentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    broker_url: str = "mqtt://127.0.0.1:1883"
-    device_id: Identifier
-    fleet: Identifier = "default"
-    tags: list[Identifier] = Field(default_factory=list)
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    state_dir: Path = Field(default_factory=default_state_dir)
-    dataset_root: Path = Field(default_factory=lambda: Path.home() / "edgebench-data")
-    backends: dict[str, BackendConfig] = Field(default_factory=lambda: _default_backends())
-    image_allowlist: list[str] = Field(default_factory=list)
-    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
-    # Mosquitto disconnects a client that publishes over its message_size_limit
-    # (1 MiB in deploy/mosquitto): events over this are trimmed (agent/eventsize.py)
-    max_event_bytes: int = Field(default=900_000, ge=4096)
-    telemetry: Literal["auto", "nvml", "jetson", "none"] = "auto"
-    sample_interval_s: float = Field(default=0.1, gt=0, le=60)
-    nvml_read_plan: Literal["full", "lean"] = Field(
-        default="lean",
-        description="NVML readings taken every tick. 'lean': all but the total-energy counter, which is "
-        "read at window edges and every 5 s (it costs 4.4 ms of CPU per read on a virtualised H200); "
-        "'full': the counter every tick too. docs/TELEMETRY.md has the measured costs.",
-    )
-    metrics_port: int | None = None
-    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    job_public_key: Path | None = None  # when set, unsigned or altered jobs, cancels and replays are rejected
-    retention_s: float = Field(
-        default=30 * 24 * 3600, ge=3600,
-        description="How long the agent keeps each job's state-change events (and results) for a controller's "
-        "reconciliation after it lost events (docs/JOBS.md).")
-    status_interval_s: float = 60.0
-    concurrent_per_gpu: bool = False
-    gpu_indices: list[int] | None = Field(
-        default=None,
-        description="GPUs (NVML indices) this agent may use; default all. "
-        "Pin one agent per GPU to run one job per GPU on a multi-GPU box.",
-    )
-
-    @classmethod
-    def load(cls, path: Path | None, **overrides: object) -> AgentConfig:
-        data: dict[str, object] = {}
-        if path is not None:
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: expected a mapping at the top level")
-            data.update(loaded)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+__all__ = ["DEFAULT_BACKENDS", "AgentConfig", "AgentSettings", "BackendConfig", "DockerBackend", "LocalBackend",
+           "default_state_dir"]

@@ -22,10 +22,11 @@ import psutil
 
 import edgebench.runner as runner_pkg
 from edgebench.agent.config import BackendConfig, LocalBackend
+from edgebench.agent.errors import AgentError
 from edgebench.schemas import BackendInfo
 
 
-class ExecutorError(Exception):
+class ExecutorError(AgentError):
     pass
 
 

@@ -11,6 +11,7 @@ import psutil
 
 from edgebench.agent.telemetry.base import Telemetry
 from edgebench.agent.telemetry.jetson import device_tree_model
+from edgebench.common.version import edgebench_version
 from edgebench.schemas import Fingerprint, GpuInfo
 
 # /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
@@ -19,12 +20,8 @@ _CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")
 
 
 def agent_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgebench")
-    except PackageNotFoundError:
-        return "0+unknown"
+    """The edgebench version that every status and result names (from git: edgebench/common/version.py)."""
+    return edgebench_version()
 
 
 def cpu_model() -> str:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgebench.agent.errors import AgentError
 from edgebench.runner.catalogue import MODEL_DATASETS
 from edgebench.schemas import BackendInfo, JobSpec, Mode
 
 
 @dataclass(frozen=True)
-class Rejection(Exception):
+class Rejection(AgentError):
     reason: str
     field: str
 

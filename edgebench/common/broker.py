@@ -13,11 +13,17 @@ import socket
 import threading
 from typing import Any
 
+from edgebench.common.errors import EdgebenchError
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class BrokerError(EdgebenchError):
+    """The embedded broker could not start (the port is taken, ...)."""
 
 
 class EmbeddedBroker:
@@ -37,14 +43,18 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}?protocol=311"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedBroker:
+        # imported here, in the caller's thread, so that a missing 'broker' extra is an
+        # ImportError the CLI names, not a thread that dies and a 10 s timeout
+        from amqtt.broker import Broker  # noqa: F401
+
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         logging.getLogger("transitions").setLevel(logging.WARNING)
         self._thread = threading.Thread(target=self._serve, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s):
-            raise RuntimeError("the embedded broker did not start")
+            raise BrokerError(f"the embedded broker did not start within {timeout_s:g} s")
         if self._error is not None:
-            raise RuntimeError(f"the embedded broker failed: {self._error}")
+            raise BrokerError(f"the embedded broker failed: {self._error}")
         return self
 
     def _serve(self) -> None:

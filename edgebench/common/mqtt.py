@@ -21,17 +21,22 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgebench.common.errors import EdgebenchError, UsageError
 from edgebench.schemas import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 
-class MqttError(Exception):
+class MqttError(EdgebenchError):
     """Base class for transport errors."""
 
 
 class ConnectError(MqttError):
-    pass
+    """The broker could not be reached or refused the connection."""
+
+
+class BrokerUrlError(UsageError, ValueError):
+    """A broker URL that cannot be used (scheme, protocol)."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,12 @@ class BrokerSettings:
     def from_url(cls, url: str, **overrides: Any) -> BrokerSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL must start with mqtt:// or mqtts://, got {url!r}")
+            raise BrokerUrlError(f"broker URL must start with mqtt:// or mqtts://, got {url!r}")
         tls = parts.scheme in ("mqtts", "ssl")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         protocol = int(query.get("protocol", "5"))
         if protocol not in (5, 311):
-            raise ValueError("protocol must be 5 or 311")
+            raise BrokerUrlError("protocol must be 5 or 311")
         values: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
             "port": parts.port or (8883 if tls else 1883),

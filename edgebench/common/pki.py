@@ -1,7 +1,7 @@
 """Certificates, CRLs and passwords for the edgebench broker (deploy/mosquitto).
 
-``python -m edgebench.common.pki --help`` is the command line; the functions below are
-the same operations for scripts and tests.
+``controller pki --help`` is the command line (edgebench/controller/commands/pki.py);
+the functions below are the operations, for it, scripts and tests.
 
 Two certificate authorities, both self-signed and independent:
 
@@ -30,7 +30,6 @@ Directory layout (``root``)::
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import ipaddress
@@ -39,7 +38,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 from base64 import b64encode
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +48,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edgebench.common import signing
+from edgebench.common.errors import UsageError
+from edgebench.common.files import write_private_file
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -68,8 +70,9 @@ _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-class PkiError(Exception):
-    """A PKI operation was refused; the message says why and what to do."""
+class PkiError(UsageError):
+    """A PKI operation was refused; the message says why and what to do (call it
+    differently: --force, a valid name, ``init`` first), hence a usage error."""
 
 
 @dataclass(frozen=True)
@@ -136,22 +139,6 @@ class PkiLayout:
 # -- files -------------------------------------------------------------------------------
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write a secret readable by its owner only (0600), created with that mode
-    (no window in which it is world-readable) and replaced atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_public(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -173,7 +160,7 @@ def load_cert(path: Path) -> x509.Certificate:
 
 def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     if not cert_path.exists() or not key_path.exists():
-        raise PkiError(f"no CA at {cert_path} / {key_path}: run `python -m edgebench.common.pki init` first")
+        raise PkiError(f"no CA at {cert_path} / {key_path}: run `controller pki init` first")
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise PkiError(f"{key_path}: expected an EC private key")
@@ -502,8 +489,6 @@ def _passwd_lines(passwd_file: Path) -> list[str]:
 def create_signing_key(layout: PkiLayout, *, force: bool = False) -> tuple[Path, Path]:
     """The controller's Ed25519 job-signing key (``signing/jobs.key``, keep it on
     the controller) and its public half (``signing/jobs.pub``, give it to agents)."""
-    from edgebench.common import signing  # signing imports this module for write_private_file
-
     key_path, pub_path = layout.signing_dir / "jobs.key", layout.signing_dir / "jobs.pub"
     if key_path.exists() and not force:
         raise PkiError(f"{key_path} exists; use --force to replace it (agents then need the new jobs.pub)")
@@ -511,88 +496,3 @@ def create_signing_key(layout: PkiLayout, *, force: bool = False) -> tuple[Path,
     signing.save_private_key(private_key, key_path)
     signing.save_public_key(public_key, pub_path)
     return key_path, pub_path
-
-
-# -- command line ------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, default=Path("pki"), help="PKI directory (default ./pki)")
-    common.add_argument("--force", action="store_true", help="replace what exists")
-
-    parser = argparse.ArgumentParser(prog="python -m edgebench.common.pki", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("init", parents=[common], help="create both CAs, CRLs, the broker certificate")
-    p.add_argument("--hostname", action="append", default=[],
-                   help="name or address devices use to reach the broker (repeatable)")
-    p.add_argument("--days", type=int, default=LEAF_DAYS, help="server certificate validity")
-
-    p = sub.add_parser("server", parents=[common], help="reissue the broker certificate")
-    p.add_argument("--hostname", action="append", default=[])
-    p.add_argument("--days", type=int, default=LEAF_DAYS)
-
-    p = sub.add_parser("device", parents=[common], help="provision a device (certificate and/or password)")
-    p.add_argument("device_id")
-    p.add_argument("--password", action="store_true",
-                   help="also create a random password for the password listener (8884)")
-    p.add_argument("--no-cert", action="store_true", help="password only, no client certificate")
-    p.add_argument("--days", type=int, default=LEAF_DAYS)
-
-    p = sub.add_parser("controller", parents=[common], help="issue a controller certificate (operator CA)")
-    p.add_argument("--name", default=CONTROLLER_USER, help="bundle name (one per operator/workstation)")
-    p.add_argument("--days", type=int, default=LEAF_DAYS)
-
-    p = sub.add_parser("revoke", parents=[common], help="revoke a device, or a controller bundle")
-    p.add_argument("device_id", nargs="?")
-    p.add_argument("--controller", metavar="NAME", help="revoke controllers/NAME instead")
-
-    p = sub.add_parser("account", parents=[common],
-                       help="a password-only service account, e.g. controller-monitor")
-    p.add_argument("name")
-
-    sub.add_parser("signing-key", parents=[common], help="create the controller's job-signing key pair")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    layout = PkiLayout(args.dir)
-    try:
-        if args.command == "init":
-            init_pki(layout.root, args.hostname, leaf_days=args.days, force=args.force)
-            print(f"CAs, CRLs and server certificate written; copy {layout.broker_dir}/ to the broker's "
-                  f"/mosquitto/secrets and keep {layout.private_dir}/ offline")
-        elif args.command == "server":
-            print(f"wrote {issue_server_cert(layout, args.hostname, days=args.days)}")
-        elif args.command == "device":
-            password = generate_password() if (args.password or args.no_cert) else None
-            out = issue_device(layout, args.device_id, cert=not args.no_cert, password=password,
-                               days=args.days, force=args.force)
-            print(f"device bundle in {out}/" + (f"; password added to {layout.passwd}" if password else ""))
-        elif args.command == "controller":
-            print(f"controller bundle in {issue_controller(layout, args.name, days=args.days, force=args.force)}/")
-        elif args.command == "revoke":
-            if args.controller:
-                serial = revoke(layout, layout.controller_dir(args.controller) / "client.crt")
-                print(f"certificate serial {serial:x} added to {layout.operator_ca_crl}")
-            elif args.device_id:
-                print("\n".join(revoke_device(layout, args.device_id)))
-            else:
-                raise PkiError("name a device id or --controller NAME")
-            print("restart the broker to apply (it reads CRLs and the password file at start)")
-        elif args.command == "account":
-            print(f"password in {issue_account(layout, args.name, force=args.force)}; added to {layout.passwd}")
-        elif args.command == "signing-key":
-            key_path, pub_path = create_signing_key(layout, force=args.force)
-            print(f"wrote {key_path} (controller only) and {pub_path} (give to agents)")
-    except PkiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

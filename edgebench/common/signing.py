@@ -27,13 +27,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgebench.common.pki import write_private_file
+from edgebench.common.errors import EdgebenchError
+from edgebench.common.files import write_private_file
 from edgebench.schemas.envelope import Envelope
 
 SIGNATURE_BYTES = 64  # Ed25519 signatures have a fixed length
 
 
-class SignatureError(Exception):
+class SignatureError(EdgebenchError):
     """A signature is missing, malformed or does not match; ``reason`` says which."""
 
     def __init__(self, reason: str):
@@ -41,7 +42,7 @@ class SignatureError(Exception):
         self.reason = reason
 
 
-class KeyFileError(ValueError):
+class KeyFileError(EdgebenchError, ValueError):
     """A key file could not be read as the expected Ed25519 key."""
 
 

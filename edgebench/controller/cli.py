@@ -1,5 +1,6 @@
 """``controller``: the workstation CLI. This module only registers commands;
-each lives in controller/commands/<noun>.py and calls library code."""
+each lives in controller/commands/<noun>.py and calls library code. Errors
+become messages and exit codes in one place: edgebench/common/cli.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from edgebench.common.cli import EdgebenchGroup
+from edgebench.common.version import edgebench_version
 from edgebench.controller.commands import (
     broker,
     demo,
@@ -18,49 +21,69 @@ from edgebench.controller.commands import (
     inference,
     jobs,
     models,
+    pki,
     reconcile,
     report,
     results,
     schema,
     workloads,
 )
-from edgebench.controller.commands._options import fail
 from edgebench.controller.config import ControllerConfig
 
-app = typer.Typer(help="edgebench controller: dispatch benchmarks to a fleet and compare results.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(cls=EdgebenchGroup, help="edgebench controller: dispatch benchmarks to a fleet and compare results.",
+                  no_args_is_help=True, epilog="Exit codes: 0 success, 1 runtime failure, 2 usage error.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"controller (edgebench) {edgebench_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML config (default: user config dir).")] = None,
-    broker: Annotated[str | None, typer.Option("--broker", help="mqtt://host:port (env EDGEBENCH_BROKER).")] = None,
-    fleet: Annotated[str | None, typer.Option("--fleet", help="Fleet name (env EDGEBENCH_FLEET).")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL (env EDGEBENCH_STORE).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML config [default: $EDGEBENCH_CONFIG, else controller.yaml in the user config dir].",
+        show_default=False)] = None,
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="mqtt://host:port [default: $EDGEBENCH_BROKER_URL, else mqtt://127.0.0.1:1883].",
+        show_default=False)] = None,
+    fleet: Annotated[str | None, typer.Option(
+        "--fleet", help="Fleet name [default: $EDGEBENCH_FLEET, else default].", show_default=False)] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="SQLAlchemy URL of the results store [default: $EDGEBENCH_STORE_URL, else "
+        "~/.local/share/edgebench/results.db].", show_default=False)] = None,
+    secrets_dir: Annotated[Path | None, typer.Option(
+        "--secrets-dir", help="Directory of secret files (edgebench_password ...) [default: /run/secrets if present].",
+        show_default=False)] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    try:
-        ctx.obj = ControllerConfig.load(config, broker_url=broker, fleet=fleet, store_url=store)
-    except Exception as exc:  # ValidationError, YAML or file errors
-        raise fail(f"invalid controller configuration: {exc}") from None
+    """Settings come from flags, EDGEBENCH_* variables, secret files and the YAML file, in that order."""
+    ctx.obj = ControllerConfig.load(config, secrets_dir, broker_url=broker, fleet=fleet, store_url=store)
 
 
-app.command()(devices.devices)
-app.command()(dispatch.dispatch)
-app.command()(report.report)
-app.command()(workloads.workloads)
-app.command()(jobs.cancel)
-app.command()(jobs.collect)
-app.command()(reconcile.reconcile)
-app.command("dead-letters")(reconcile.dead_letters)
-app.command()(demo.demo)
-app.command()(broker.broker)
+app.command(epilog="Example: controller devices --watch")(devices.devices)
+app.command(epilog="Example: controller dispatch --all -b keras-jax -w fashion-mnist-mlp --batch-size 32 "
+            "--batch-size 64")(dispatch.dispatch)
+app.command(epilog="Example: controller jobs --json")(jobs.jobs)
+app.command(epilog="Example: controller report --sweep demo-1a2b --baseline keras-jax --format md")(report.report)
+app.command(epilog="Example: controller workloads | grep resnet")(workloads.workloads)
+app.command(epilog="Example: controller cancel job-1a2b3c4d5e6f -d press-line-3")(jobs.cancel)
+app.command(epilog="Example: controller collect --shared-group site-a")(jobs.collect)
+app.command(epilog="Example: controller reconcile --dry-run")(reconcile.reconcile)
+app.command("dead-letters", epilog="Example: controller dead-letters --limit 20")(reconcile.dead_letters)
+app.command(epilog="Example: controller demo -b keras-jax -b keras-tensorflow")(demo.demo)
+app.command(epilog="Example: controller broker --port 1883")(broker.broker)
 app.add_typer(results.app, name="results")
 app.add_typer(schema.app, name="schema")
 app.add_typer(images.app, name="images")
+app.add_typer(pki.app, name="pki")
 app.add_typer(models.app, name="models")
 app.add_typer(inference.app, name="inference")
-app.command("deploy")(deploy.deploy_cmd)
+app.command("deploy", epilog="Example: controller deploy ssh://admin@box1 ssh://admin@box2 --pki pki")(
+    deploy.deploy_cmd)
 
 
 def main() -> None:

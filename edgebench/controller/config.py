@@ -1,13 +1,19 @@
-"""The controller's one typed configuration object."""
+"""The controller's one typed configuration object, and how it is loaded.
+
+Every field can come from a flag, an ``EDGEBENCH_<FIELD>`` variable, a secret
+file (``edgebench_password`` in /run/secrets) or the YAML file (``--config``,
+``EDGEBENCH_CONFIG``, else controller.yaml in the user's config directory), in
+that order of precedence: edgebench/common/settings.py.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgebench.common.settings import FileSettings
 from edgebench.controller.store import default_store_url
 from edgebench.schemas.base import Identifier
 
@@ -33,19 +39,20 @@ class ControllerConfig(BaseModel):
     job_expiry_s: int = 24 * 3600  # jobs not picked up by then lapse (MQTT 5 message expiry)
 
     @classmethod
-    def load(cls, path: Path | None = None, **overrides: object) -> ControllerConfig:
-        data: dict[str, object] = {}
-        path = path or (Path(os.environ["EDGEBENCH_CONFIG"]) if "EDGEBENCH_CONFIG" in os.environ else None)
-        if path is None and default_config_path().exists():
-            path = default_config_path()
-        if path is not None:
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: expected a mapping at the top level")
-            data.update(loaded)
-        for key, env in (("broker_url", "EDGEBENCH_BROKER"), ("store_url", "EDGEBENCH_STORE"),
-                         ("fleet", "EDGEBENCH_FLEET")):
-            if env in os.environ:
-                data[key] = os.environ[env]
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+    def load(cls, path: Path | None = None, secrets_dir: Path | None = None, **flags: object) -> ControllerConfig:
+        return ControllerSettings.load(path, secrets_dir, **flags)
+
+
+class ControllerSettings(FileSettings, ControllerConfig):
+    """ControllerConfig as pydantic-settings loads it; an instance is a ControllerConfig."""
+
+    model_config = FileSettings.model_config  # with the model's own (pydantic merges them)
+
+    # the names earlier releases read, kept as aliases below EDGEBENCH_BROKER_URL etc.
+    ENV_ALIASES: ClassVar[dict[str, str]] = {"EDGEBENCH_BROKER": "broker_url", "EDGEBENCH_STORE": "store_url",
+                                             "EDGEBENCH_FLEET": "fleet"}
+
+    @classmethod
+    def default_path(cls) -> Path | None:
+        path = default_config_path()
+        return path if path.exists() else None

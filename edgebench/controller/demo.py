@@ -1,7 +1,12 @@
-"""The quickstart: embedded broker + local agent + two backends, end to end."""
+"""The quickstart: embedded broker + local agent + two backends, end to end.
+
+Its results go to a store of their own (demo.db beside the default results.db),
+so that later reports of real fleet results are never mixed with demo runs, and
+its report says that it shows the demo's sweep."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,19 +19,25 @@ from rich.console import Console
 
 from edgebench.common.broker import EmbeddedBroker
 from edgebench.controller.config import ControllerConfig
+from edgebench.controller.errors import ControllerError
 from edgebench.controller.fleet import Dispatched, FleetClient
 from edgebench.controller.plan import build_job, new_id
 from edgebench.controller.progress import ProgressView
 from edgebench.controller.render.terminal import render_terminal
-from edgebench.controller.report import build_report
+from edgebench.controller.report import Selection, build_report
 from edgebench.controller.store import ResultStore
-from edgebench.runner.datasets import describe
 
 PREFERRED = ("keras-jax", "keras-torch", "keras-tensorflow", "torch")
 
 
-class DemoError(RuntimeError):
+class DemoError(ControllerError, RuntimeError):
     pass
+
+
+def default_demo_store_url() -> str:
+    from platformdirs import user_data_dir
+
+    return f"sqlite:///{Path(user_data_dir('edgebench')) / 'demo.db'}"
 
 
 @dataclass(frozen=True)
@@ -55,12 +66,12 @@ def run_demo(opts: DemoOptions, console: Console) -> str:
                 missing = [b for b in backends if b not in available]
                 if missing or not backends:
                     raise DemoError(f"backends not installed here: {missing or 'none'} (available: {available})")
-                fashion_present = next(d["present"] for d in describe(str(opts.dataset_root))
-                                       if d["dataset"] == "fashion_mnist")
+                fashion_present = _dataset_present(opts.dataset_root, "fashion_mnist")
                 console.print(
                     f"backends: {', '.join(backends)}; Fashion-MNIST: "
                     + ("real files" if fashion_present else
-                       f"not found under {opts.dataset_root}, using synthetic data of the same shape")
+                       f"not found under {opts.dataset_root}, using synthetic data of the same shape"),
+                    soft_wrap=True,
                 )
                 sweep_id = new_id("demo")
                 plan: list[Dispatched] = []
@@ -77,11 +88,24 @@ def run_demo(opts: DemoOptions, console: Console) -> str:
                     still = fleet.wait({(p.job.job_id, p.device_id) for p in plan}, opts.timeout_s, view.on_event)
                 if still:
                     raise DemoError(f"{len(still)} job(s) did not finish within {opts.timeout_s:g} s")
-            render_terminal(build_report(store.results(sweep_id=sweep_id), baseline=backends[0]), console)
-            console.print(f"results stored in {store.url} (sweep {sweep_id})")
+            report = build_report(store.results(sweep_id=sweep_id), baseline=backends[0],
+                                  selection=Selection(sweep=sweep_id), store_url=store.url)
+            render_terminal(report, console)
+            console.print(f"results stored in {store.url} (sweep {sweep_id}), apart from fleet results: "
+                          f"`controller --store {store.url} report --sweep {sweep_id}` shows them again",
+                          soft_wrap=True)
             return sweep_id
         finally:
             _stop(agent)
+
+
+def _dataset_present(root: Path, dataset: str) -> bool:
+    """Asks the agent's CLI (the side that knows datasets; the controller does not import it)."""
+    proc = subprocess.run([sys.executable, "-m", "edgebench.agent.cli", "datasets", "--json", "--dataset-root",
+                           str(root)], capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"agent datasets failed: {proc.stderr.strip()[-500:]}")
+    return any(d["dataset"] == dataset and d["present"] for d in json.loads(proc.stdout))
 
 
 def _start_agent(broker_url: str, state_dir: Path, dataset_root: Path) -> subprocess.Popen[bytes]:

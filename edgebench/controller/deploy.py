@@ -37,7 +37,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from edgebench.agent.config import AgentConfig
+from edgebench.common.agentconfig import AgentConfig
+from edgebench.controller.errors import ControllerError
 
 if TYPE_CHECKING:
     import docker
@@ -59,7 +60,7 @@ LABEL_PREVIOUS_ID = "edgebench.deploy.previous-image-id"
 LABEL_AT = "edgebench.deploy.at"
 
 
-class DeployError(Exception):
+class DeployError(ControllerError):
     pass
 
 
@@ -168,7 +169,7 @@ def device_files(pki_dir: Path | None, device_id: str) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     device_dir = pki_dir / "devices" / device_id
     if not device_dir.is_dir():
-        raise DeployError(f"{device_dir} not found: issue the device first (python -m edgebench.common.pki device "
+        raise DeployError(f"{device_dir} not found: issue the device first (controller pki device "
                           f"{device_id})")
     for name in ("ca.crt", "client.crt", "client.key", "password"):
         if (device_dir / name).is_file():

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgebench.controller.errors import ControllerError
 from edgebench.controller.report import job_variant, make_cell, workload_label
 from edgebench.controller.store import ResultRow
 from edgebench.schemas import AgentStatus, Result
 
 
-class ExportError(RuntimeError):
+class ExportError(ControllerError, RuntimeError):
     pass
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from edgebench.common.mqtt import BrokerSettings, Message, MqttClient
 from edgebench.common.text import printable
 from edgebench.controller.config import ControllerConfig
+from edgebench.controller.errors import ControllerError
 from edgebench.controller.ingest import Inbound
 from edgebench.controller.store import ResultStore
 from edgebench.schemas import (
@@ -37,12 +38,16 @@ from edgebench.schemas.envelope import DecodeError, decode, encode
 log = logging.getLogger(__name__)
 
 
-class TargetError(ValueError):
+class TargetError(ControllerError, ValueError):
     """The dispatch targets resolve to no device, or name unknown ones."""
 
 
 class StoreUnavailable(RuntimeError):
     """The store failed as a whole (down, locked, full): the batch waits, unacknowledged, for the next try."""
+
+
+class DispatchError(ControllerError, TimeoutError):
+    """The broker did not acknowledge a job in time."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class FleetClient:
         ok = self.client.publish_and_wait(topics.jobs(self.cfg.fleet, device_id), self._sign(env),
                                           expiry_s=self.cfg.job_expiry_s)
         if not ok:
-            raise TimeoutError(f"the broker did not acknowledge job {job.job_id}")
+            raise DispatchError(f"the broker did not acknowledge job {job.job_id}")
 
     def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
         for device_id in device_ids:

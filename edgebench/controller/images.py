@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgebench.controller.errors import ControllerError, ControllerUsageError
+
 REGISTRY_PREFIX = "edgebench"
 VARIANTS = ("gpu", "cpu")
 # glibc of each base family, for the manylinux tags a wheel check accepts
@@ -43,11 +45,13 @@ _GLIBC_BY_BASE = {
 }
 
 
-class ImagesError(Exception):
-    pass
+class ImagesError(ControllerUsageError):
+    """An image request that cannot be met: unknown backend or variant, no source checkout, no tool."""
 
 
-class BuildError(ImagesError):
+class BuildError(ControllerError):
+    """docker build failed (a runtime failure, exit code 1)."""
+
     def __init__(self, tag: str, tail: str):
         super().__init__(f"building {tag} failed:\n{tail}")
         self.tag = tag

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgebench.controller.errors import ControllerUsageError
 from edgebench.runner.catalogue import WORKLOADS, workload_fields
 from edgebench.schemas import JobSpec
 from edgebench.schemas.base import Identifier
@@ -17,7 +18,7 @@ from edgebench.schemas.inference import InferenceSettings
 from edgebench.schemas.job import RUNTIME_BACKENDS
 
 
-class PlanError(ValueError):
+class PlanError(ControllerUsageError, ValueError):
     pass
 
 

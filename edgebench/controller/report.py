@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edgebench.controller.errors import ControllerUsageError
 from edgebench.controller.store import ResultRow, ResultStore, jobs
 from edgebench.schemas import AgentStatus, JobSpec, Result
 from edgebench.schemas.telemetry import UTILISATION_MEANING, TimeSeries
@@ -64,7 +65,7 @@ def workload_label(model: str, dataset: str) -> str:
     return WORKLOAD_NAMES.get((model, dataset), f"{dataset} {model}")
 
 
-class SelectionError(ValueError):
+class SelectionError(ControllerUsageError, ValueError):
     """A filter names something that does not parse (a time, a workload)."""
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edgebench.controller.errors import ControllerUsageError
 from edgebench.controller.fleet import Dispatched, FleetClient
 from edgebench.schemas import TERMINAL_STATES, JobEvent, JobState
 
@@ -32,7 +33,7 @@ Key = tuple[str, str]  # (job_id, device_id)
 _CLOCK_SLACK_S = 1e-6
 
 
-class RolloutError(ValueError):
+class RolloutError(ControllerUsageError, ValueError):
     """An invalid rollout policy."""
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
 from edgebench.common.text import printable
+from edgebench.controller.errors import ControllerError, StoreMissing
 from edgebench.controller.ingest import Inbound, decide
 from edgebench.schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
 
@@ -208,7 +209,7 @@ _SENT = sa.select(sent_messages.c.kind).where(
 DEAD_LETTER_PAYLOAD_MAX = 1 << 20  # bytes of a dead letter's payload kept (Mosquitto's message limit)
 
 
-class StoreError(Exception):
+class StoreError(ControllerError):
     pass
 
 
@@ -300,12 +301,18 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
 
 
 class ResultStore:
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, create: bool = True):
+        """``create=False``: a read-only command's store; a SQLite file that does not exist
+        raises StoreMissing instead of becoming a new, empty database."""
         self.url = url or default_store_url()
         self._ignoring_stmts: dict[str, sa.Executable] = {}
         self.redispatches: list[Redispatch] = []  # filled by ingestion, taken by the fleet client
         if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(self.url.removeprefix("sqlite:///"))
+            if not create and str(path) != ":memory:" and not path.exists():
+                raise StoreMissing(f"no results store at {path} (give --store or EDGEBENCH_STORE_URL; "
+                                   "dispatch, collect and demo create one)")
+            path.parent.mkdir(parents=True, exist_ok=True)
         sqlite = self.url.startswith("sqlite")
         # timeout: the busy handler must be in place before the first statement;
         # switching to WAL takes a lock that another process opening the same
@@ -567,6 +574,12 @@ class ResultStore:
             q = q.limit(limit)
         with self.engine.connect() as conn:
             return [ResultRow(**row._mapping) for row in conn.execute(q)]
+
+    def job_devices(self, job_id: str) -> list[str]:
+        """The devices a job was dispatched to."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(jobs.c.device_id).where(jobs.c.job_id == job_id)
+                                               .order_by(jobs.c.device_id))]
 
     def events_for(self, job_id: str) -> list[JobEvent]:
         with self.engine.connect() as conn:

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from edgebench.common import pki
+from edgebench.common.cli import EdgebenchGroup
 from edgebench.controller.commands.deploy import deploy_cmd
 from edgebench.controller.deploy import (
     LABEL_IMAGE,
@@ -143,7 +144,7 @@ def test_deploy_command_table_and_exit_status(docker_client, agent_image, agent_
                                               controller_cfg, fleet, tmp_path) -> None:
     """One host deploys and comes online, one engine is unreachable: both get
     a row, and the command exits 1."""
-    app = typer.Typer()
+    app = typer.Typer(cls=EdgebenchGroup)  # the CLI edge: errors to one line and an exit code
 
     @app.callback()
     def root(ctx: typer.Context) -> None:
@@ -158,9 +159,13 @@ def test_deploy_command_table_and_exit_status(docker_client, agent_image, agent_
         "deploy", f"{device}={LOCAL}", f"{fleet}-down=tcp://127.0.0.1:9", "--image", agent_image.tag,
         "--gpus", "none", "--agent-config", str(base), "--wait-online", "90"])
     assert result.exit_code == 1, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 5}
-    assert "deployed" in rows[device] and "yes" in rows[device]
-    assert "failed" in rows[f"{fleet}-down"]
+    # off a terminal: a header and one tab-separated row per host, every value whole
+    header, *lines = result.stdout.splitlines()
+    assert header.split("\t")[:3] == ["device", "engine", "outcome"]
+    rows = {line.split("\t")[0]: dict(zip(header.split("\t"), line.split("\t"))) for line in lines}
+    assert rows[device]["outcome"] == "deployed" and rows[device]["online"] == "yes"
+    assert rows[f"{fleet}-down"]["outcome"] == "failed"
+    assert "1 of 2 host(s) failed" in result.stderr
     # a rollback with nothing to roll back to is a failure too
     again = CliRunner().invoke(app, ["deploy", f"{device}={LOCAL}", "--rollback", "--wait-online", "0"])
     assert again.exit_code == 1 and "no previous image" in again.output.replace("\n", " ")

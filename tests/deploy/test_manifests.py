@@ -115,13 +115,27 @@ def _unit_settings(text: str) -> dict[str, list[str]]:
     return settings
 
 
-def test_systemd_unit_is_hardened_and_uses_its_environment_file() -> None:
+def _env_file() -> dict[str, str]:
+    lines = (DEPLOY / "systemd" / "edgebench-agent.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_systemd_unit_is_hardened_and_configures_through_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = _unit_settings(UNIT.read_text())
-    env_keys = {line.split("=", 1)[0] for line in (DEPLOY / "systemd" / "edgebench-agent.env").read_text().splitlines()
-                if line and not line.startswith("#")}
-    used = set(re.findall(r"\$\{(\w+)\}", s["ExecStart"][0]))
-    assert used == env_keys == {"EDGEBENCH_DEVICE_ID", "EDGEBENCH_BROKER", "EDGEBENCH_FLEET"}
+    # no variables expanded into flags: the agent reads EDGEBENCH_* itself
+    assert s["ExecStart"] == ["/opt/edgebench/venv/bin/agent run"]
     assert s["EnvironmentFile"] == ["/etc/edgebench/agent.env"]
+    env = _env_file()
+    assert set(env) == {"EDGEBENCH_CONFIG", "EDGEBENCH_DEVICE_ID", "EDGEBENCH_BROKER_URL", "EDGEBENCH_FLEET"}
+    # the environment file, loaded as the agent loads it, gives what it says
+    config = tmp_path / "agent.yaml"
+    config.write_text("fleet: from-yaml\ntags: [jetson]\n")
+    for key, value in {**env, "EDGEBENCH_CONFIG": str(config), "EDGEBENCH_SECRETS_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    cfg = AgentConfig.load()
+    assert (cfg.device_id, cfg.broker_url, cfg.fleet, cfg.tags) == (
+        env["EDGEBENCH_DEVICE_ID"], env["EDGEBENCH_BROKER_URL"], env["EDGEBENCH_FLEET"], ["jetson"])
     assert s["User"] == ["edgebench"] and s["StateDirectory"] == ["edgebench-agent"]
     for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
                        "PrivateTmp": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
@@ -187,7 +201,9 @@ def test_daemonset_targets_gpu_nodes_with_the_nvidia_runtime(manifests: dict[tup
     # the device id is the node name, through the downward API
     env = {e["name"]: e for e in agent["env"]}
     assert env["EDGEBENCH_DEVICE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    assert agent["args"][agent["args"].index("--device-id") + 1] == "$(EDGEBENCH_DEVICE_ID)"
+    assert env["EDGEBENCH_CONFIG"]["value"] == "/etc/edgebench/agent.yaml"
+    # configuration through the environment, not variables expanded into flags
+    assert "args" not in agent and "$(" not in yaml.safe_dump(agent)
     # every mount names a volume, every volume source exists among the manifests
     volumes = {v["name"]: v for v in spec["volumes"]}
     for c in [*spec["initContainers"], *spec["containers"]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import os
 import shutil
 import stat
 import subprocess
@@ -196,27 +197,35 @@ def test_signing_key_pair_is_created_once(tmp_path: Path) -> None:
         pki.create_signing_key(layout)
 
 
-def test_command_line_provisions_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _pki(*args: str):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from edgebench.controller.cli import app
+
+    return CliRunner().invoke(app, ["pki", *args])
+
+
+def test_command_line_provisions_a_site(tmp_path: Path) -> None:
     root = str(tmp_path / "site")
-    assert pki.main(["init", "--dir", root, "--hostname", "mqtt.plant.local"]) == 0
-    assert pki.main(["device", "--dir", root, "agx-01"]) == 0
-    assert pki.main(["device", "--dir", root, "nano-02", "--no-cert"]) == 0
-    assert pki.main(["controller", "--dir", root]) == 0
-    assert pki.main(["account", "--dir", root, "controller-monitor"]) == 0
-    assert pki.main(["signing-key", "--dir", root]) == 0
+    for args in (["init", "--dir", root, "--hostname", "mqtt.plant.local"], ["device", "--dir", root, "agx-01"],
+                 ["device", "--dir", root, "nano-02", "--no-cert"], ["controller", "--dir", root],
+                 ["account", "--dir", root, "controller-monitor"], ["signing-key", "--dir", root]):
+        result = _pki(*args)
+        assert result.exit_code == 0, (args, result.output)
     layout = pki.PkiLayout(Path(root))
     assert (layout.device_dir("agx-01") / "client.crt").exists()
     assert (layout.device_dir("nano-02") / "password").exists()
     users = [ln.split(":")[0] for ln in layout.passwd.read_text().splitlines()]
     assert users == ["nano-02", "controller-monitor"]
-    assert pki.main(["revoke", "--dir", root, "agx-01"]) == 0
-    capsys.readouterr()
-    assert pki.main(["device", "--dir", root, "controller-x"]) == 2
-    assert "reserved for controllers" in capsys.readouterr().err
+    assert _pki("revoke", "--dir", root, "agx-01").exit_code == 0
+    refused = _pki("device", "--dir", root, "controller-x")
+    assert refused.exit_code == 2
+    assert "reserved for controllers" in refused.stderr
+    assert "Traceback" not in refused.output
 
 
-def test_module_runs_as_a_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "edgebench.common.pki", "--help"], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0
+def test_pki_is_a_controller_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "edgebench.controller.cli", "pki", "--help"], capture_output=True,
+                            text=True, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
     assert "signing-key" in result.stdout

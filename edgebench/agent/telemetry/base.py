@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
+from edgebench.agent.errors import AgentError
 from edgebench.agent.telemetry.snapshot import GpuSample
 from edgebench.schemas.status import GpuInfo
 
@@ -14,7 +15,7 @@ Source = Literal["nvml", "jetson", "none"]
 RawReading = dict[str, Any]  # JSON-able, vendor-specific; what a trace records
 
 
-class TelemetryError(Exception):
+class TelemetryError(AgentError):
     """Base class of telemetry errors."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from edgebench.agent.errors import AgentError
 from edgebench.agent.telemetry.base import Telemetry
 from edgebench.agent.telemetry.process import ProcessTreeMeter
 from edgebench.agent.telemetry.snapshot import Snapshot
@@ -30,7 +31,7 @@ from edgebench.schemas.telemetry import TelemetrySummary, TimeSeries
 log = logging.getLogger(__name__)
 
 
-class SamplerStateError(RuntimeError):
+class SamplerStateError(AgentError, RuntimeError):
     """start/stop called out of order."""
 
 

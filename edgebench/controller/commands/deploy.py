@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.markup import escape
-from rich.table import Table
 
-from edgebench.controller.commands._options import config, console, fail
+from edgebench.common.console import Column
+from edgebench.common.version import docker_tag
+from edgebench.controller.commands._options import JsonOpt, config, out, output
+from edgebench.controller.commands.devices import presence_store
 from edgebench.controller.deploy import (
-    DeployError,
     DeploySettings,
     EngineTls,
     Outcome,
@@ -23,12 +23,20 @@ from edgebench.controller.deploy import (
     rollback,
     wait_online,
 )
+from edgebench.controller.errors import ControllerError, ControllerUsageError
+
+COLUMNS = (
+    Column("device_id", "device"), Column("engine"),
+    Column("outcome", style=lambda v: "red" if "failed" in str(v) else None),
+    Column("image"), Column("previous"),
+    Column("online", fmt=lambda v: "" if v is None else ("yes" if v else "no"),
+           style=lambda v: "red" if v is False else None),
+    Column("detail"),
+)
 
 
 def _default_image() -> str:
-    from edgebench.agent.fingerprint import agent_version
-
-    return f"edgebench/agent:{agent_version()}"
+    return f"edgebench/agent:{docker_tag()}"
 
 
 def deploy_cmd(
@@ -59,25 +67,26 @@ def deploy_cmd(
     wait_online_s: Annotated[float, typer.Option(
         "--wait-online", help="Seconds to wait for the agents to announce themselves (0: don't).")] = 60.0,
     parallel: Annotated[int, typer.Option(help="Hosts deployed at once.")] = 8,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Deploy or upgrade the agent container on Docker hosts, or roll it back.
+    """Deploy or upgrade the agent container on Docker hosts (the 'docker' extra), or roll it back.
 
     Prints one row per host; exits 1 if any host failed."""
     cfg = config(ctx)
     try:
         targets = [Target.parse(h) for h in hosts]
-    except DeployError as exc:
-        raise fail(str(exc)) from None
+    except ControllerError as exc:  # DeployError: a host that cannot be parsed is a usage error
+        raise ControllerUsageError(str(exc)) from None
     tls = None
     if tlscacert or tlscert or tlskey:
         if not (tlscacert and tlscert and tlskey):
-            raise fail("--tlscacert, --tlscert and --tlskey go together")
+            raise ControllerUsageError("--tlscacert, --tlscert and --tlskey go together")
         tls = EngineTls(tlscacert, tlscert, tlskey)
     base: dict[str, object] = {}
     if agent_config is not None:
         loaded = yaml.safe_load(agent_config.read_text()) or {}
         if not isinstance(loaded, dict):
-            raise fail(f"{agent_config}: expected a mapping at the top level")
+            raise ControllerUsageError(f"{agent_config}: expected a mapping at the top level")
         base = loaded
     settings = DeploySettings(
         image=image or _default_image(), broker_url=broker or cfg.broker_url, fleet=cfg.fleet,
@@ -90,20 +99,26 @@ def deploy_cmd(
         outcomes = list(pool.map(lambda t: work(t, settings), targets))
     if wait_online_s > 0 and any(o.ok for o in outcomes):
         _check_online(ctx, outcomes, started, wait_online_s)
-    _print(outcomes)
-    if not all(o.ok for o in outcomes):
-        raise typer.Exit(1)
+    records = [{"device_id": o.target.device_id, "engine": o.target.url, "ok": o.ok, "action": o.action,
+                "outcome": o.action if o.ok or o.action == "failed" else f"{o.action}, failed", "image": o.image,
+                "previous": o.previous, "online": o.online, "detail": o.detail} for o in outcomes]
+    if as_json:
+        output(True).json(records)
+    else:
+        out.table(COLUMNS, records, title="deploy")
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise ControllerError(f"{len(failed)} of {len(outcomes)} host(s) failed")
 
 
 def _check_online(ctx: typer.Context, outcomes: list[Outcome], since: datetime, timeout_s: float) -> None:
     from edgebench.common.mqtt import ConnectError
     from edgebench.controller.fleet import FleetClient
-    from edgebench.controller.store import ResultStore
 
     cfg = config(ctx)
     ok = [o for o in outcomes if o.ok]
     try:
-        with FleetClient(cfg, ResultStore(cfg.store_url)) as fleet:
+        with FleetClient(cfg, presence_store()) as fleet:
             online = wait_online(fleet, [o.target.device_id for o in ok], since, timeout_s)
     except ConnectError as exc:
         for o in ok:
@@ -116,14 +131,3 @@ def _check_online(ctx: typer.Context, outcomes: list[Outcome], since: datetime, 
             o.detail = f"deployed, but not online on the broker within {timeout_s:g} s (docker logs " \
                        f"{o.target.container_name})"
 
-
-def _print(outcomes: list[Outcome]) -> None:
-    table = Table(title="deploy")
-    for col in ("device", "engine", "outcome", "image", "previous", "online", "detail"):
-        table.add_column(col)
-    for o in outcomes:
-        outcome = o.action if o.ok else f"[red]{o.action}[/red]"
-        online = "" if o.online is None else ("yes" if o.online else "[red]no[/red]")
-        table.add_row(o.target.device_id, o.target.url, outcome, escape(o.image), escape(o.previous or ""), online,
-                      escape(o.detail))
-    console.print(table)

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from edgebench.controller.commands._options import console, err_console, fail
+from edgebench.common.console import Column, markup
+from edgebench.common.version import docker_tag
+from edgebench.controller.commands._options import JsonOpt, out, output
+from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.controller.images import (
-    BuildError,
     BuildOptions,
     BuiltImage,
-    ImagesError,
     build_images,
     catalogue,
     check_wheels,
@@ -36,29 +35,28 @@ def _default_ca() -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
-def _version() -> str:
-    from edgebench.agent.fingerprint import agent_version
+LIST_COLUMNS = (
+    Column("image"), Column("backend"), Column("variant"), Column("cuda", "CUDA"), Column("python", "Python"),
+    Column("frameworks", fmt=" ".join), Column("default_base", "default base"), Column("dockerfile", "Dockerfile"),
+)
+CHECK_COLUMNS = (Column("image"), Column("check"), Column("ok", style=lambda v: None if v == "yes" else "red"),
+                 Column("detail"))
 
-    return agent_version()
 
-
-@app.command("list")
-def list_cmd(source: SourceOpt = None) -> None:
+@app.command("list", epilog="Example: controller images list --json")
+def list_cmd(source: SourceOpt = None, as_json: JsonOpt = False) -> None:
     """The images the Dockerfiles define, with their bases and frameworks."""
-    try:
-        specs = catalogue(source)
-    except ImagesError as exc:
-        raise fail(str(exc)) from None
-    table = Table(title="edgebench images")
-    for col in ("image", "backend", "variant", "CUDA", "Python", "frameworks", "default base", "Dockerfile"):
-        table.add_column(col)
-    for spec in select(specs):
-        table.add_row(f"edgebench/{spec.name}", spec.backend, spec.variant, spec.cuda, spec.python,
-                      escape(" ".join(spec.frameworks)), spec.default_base, str(spec.dockerfile))
-    console.print(table)
+    records = [{"image": f"edgebench/{spec.name}", "name": spec.name, "backend": spec.backend,
+                "variant": spec.variant, "cuda": spec.cuda, "python": spec.python,
+                "frameworks": list(spec.frameworks), "default_base": spec.default_base,
+                "dockerfile": str(spec.dockerfile)} for spec in select(catalogue(source))]
+    if as_json:
+        output(True).json(records)
+        return
+    out.table(LIST_COLUMNS, records, title="edgebench images")
 
 
-@app.command()
+@app.command(epilog="Example: controller images build -b keras-jax --variant cpu --base-image local/debian:bookworm")
 def build(
     backend: BackendOpt = None,
     variant: VariantOpt = "all",
@@ -87,58 +85,45 @@ def build(
     for item in build_arg or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise fail(f"--build-arg {item!r}: expected KEY=VALUE")
+            raise ControllerUsageError(f"--build-arg {item!r}: expected KEY=VALUE")
         args[key] = value
-    try:
-        specs = select(catalogue(source), backend or [], variant)
-    except ImagesError as exc:
-        raise fail(str(exc)) from None
-    opts = BuildOptions(version=version or _version(), base_image=base_image,
+    specs = select(catalogue(source), backend or [], variant)
+    opts = BuildOptions(version=version or docker_tag(), base_image=base_image,
                         ca_bundle=ca_bundle or _default_ca(), pip_conf=pip_conf, wheelhouse=wheelhouse,
                         build_args=args, docker_host=docker_host)
 
     def done(b: BuiltImage) -> None:
-        console.print(f"built [bold]{b.tag}[/bold] {b.image_id[7:19]} in {b.seconds:.0f} s", highlight=False)
+        out.print(f"built [bold]{markup(b.tag)}[/bold] {b.image_id[7:19]} in {b.seconds:.0f} s")
 
-    console.print(f"building {len(specs)} image(s): {', '.join(s.name for s in specs)}", highlight=False)
-    try:
-        build_images(specs, opts, source, log=err_console.print if verbose else None, on_built=done)
-    except BuildError as exc:
-        raise fail(str(exc), code=1) from None
-    except ImagesError as exc:
-        raise fail(str(exc)) from None
+    out.print(f"building {len(specs)} image(s): {', '.join(s.name for s in specs)}")
+    build_images(specs, opts, source, log=(lambda line: out.note(markup(line))) if verbose else None, on_built=done)
 
 
-@app.command()
+@app.command(epilog="Example: controller images check -b keras-mxnet --variant gpu")
 def check(
     backend: BackendOpt = None,
     variant: VariantOpt = "gpu",
     wheels: Annotated[bool, typer.Option(help="Check that each pinned wheel exists for the image.")] = True,
     ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for pip (default: $PIP_CERT).")] = None,
     source: SourceOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Lint Dockerfiles with hadolint and check their pinned wheels on the index,
-    without building (for images whose bases cannot be pulled here)."""
-    try:
-        specs = select(catalogue(source), backend or [], variant)
-    except ImagesError as exc:
-        raise fail(str(exc)) from None
-    table = Table(title="image checks")
-    for col in ("image", "check", "ok", "detail"):
-        table.add_column(col)
-    failed = False
+    without building (for images whose bases cannot be pulled here). Exits 1 when a check fails."""
+    specs = select(catalogue(source), backend or [], variant)
+    records = []
     for spec in specs:
-        try:
-            findings = lint(spec, source)
-        except ImagesError as exc:
-            raise fail(str(exc)) from None
-        failed |= bool(findings)
-        table.add_row(spec.name, "hadolint", "[red]no[/red]" if findings else "yes", escape(findings))
+        findings = lint(spec, source)
+        records.append({"image": spec.name, "check": "hadolint", "ok": "no" if findings else "yes",
+                        "detail": findings})
         if wheels and spec.backend != "agent":
             for result in check_wheels(spec, ca_bundle or _default_ca()):
-                failed |= not result.ok
-                table.add_row(spec.name, escape(result.requirement), "yes" if result.ok else "[red]no[/red]",
-                              escape(result.detail))
-    console.print(table)
+                records.append({"image": spec.name, "check": result.requirement, "ok": "yes" if result.ok else "no",
+                                "detail": result.detail})
+    if as_json:
+        output(True).json(records)
+    else:
+        out.table(CHECK_COLUMNS, records, title="image checks")
+    failed = [r for r in records if r["ok"] != "yes"]
     if failed:
-        raise typer.Exit(1)
+        raise ControllerError(f"{len(failed)} of {len(records)} image check(s) failed")

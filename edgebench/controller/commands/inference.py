@@ -5,20 +5,19 @@ from __future__ import annotations
 import typer
 
 from edgebench.controller import inference_report
-from edgebench.controller.commands._options import OutOpt, SweepIdOpt, config, console
-from edgebench.controller.store import ResultStore
+from edgebench.controller.commands._options import OutOpt, SweepIdOpt, out, read_store
 
 app = typer.Typer(help="Inference results under MLPerf LoadGen.", no_args_is_help=True)
 
 
-@app.command("report")
-def report(ctx: typer.Context, sweep: SweepIdOpt = None, out: OutOpt = None) -> None:
+@app.command("report", epilog="Example: controller inference report --sweep inference-1a2b --out inference.md")
+def report(ctx: typer.Context, sweep: SweepIdOpt = None, out_path: OutOpt = None) -> None:
     """Latency percentiles, LoadGen's verdict, equivalence, energy, and the best runtime per device."""
-    store = ResultStore(config(ctx).store_url)
+    store = read_store(ctx)
     results = [r for r in (row.result() for row in store.results(sweep_id=sweep)) if r is not None]
     text = inference_report.markdown(inference_report.rows(results))
-    if out is not None:
-        out.write_text(text)
-        console.print(f"wrote {out}")
+    if out_path is not None:
+        out_path.write_text(text)
+        out.print(f"wrote {out_path}")
     else:
-        console.print(text, markup=False, highlight=False)
+        print(text, end="" if text.endswith("\n") else "\n")

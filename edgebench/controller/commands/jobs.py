@@ -1,20 +1,92 @@
-"""``controller cancel`` and ``controller collect``."""
+"""``controller jobs``, ``controller cancel`` and ``controller collect``."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Annotated
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
 import typer
 
-from edgebench.common.mqtt import ConnectError
-from edgebench.common.text import printable
+from edgebench.common.console import Column, markup
 from edgebench.controller.collector import run_collector
-from edgebench.controller.commands._options import config, console, fail
+from edgebench.controller.commands._options import JsonOpt, config, out, output, read_store, write_store
+from edgebench.controller.commands.report import safe_url
+from edgebench.controller.errors import ControllerError
 from edgebench.controller.fleet import FleetClient
-from edgebench.controller.store import ResultStore, jobs
-from edgebench.schemas import JobEvent
+from edgebench.controller.store import OpenJob
+from edgebench.schemas import AgentStatus, JobEvent
+
+COLUMNS = (
+    Column("device_id", "device"),
+    Column("device_state", "device state", style=lambda v: "green" if v == "online" else "red"),
+    Column("job_id", "job"),
+    Column("state", style=lambda v: "cyan" if v == "RUNNING" else None),
+    Column("backend"),
+    Column("age_s", "last event", fmt=lambda v: "" if v is None else f"{v:.0f} s ago"),
+    Column("sweep_id", "sweep"),
+)
+
+
+def open_job_records(store_jobs: list[OpenJob], statuses: dict[str, AgentStatus],
+                     now: datetime) -> list[dict[str, Any]]:
+    """Queued and running jobs per device: the store's open jobs, told apart by the devices' retained statuses.
+
+    The store knows what was dispatched and the last event of each job; a device's
+    status says which job it is busy with now and how many it has queued (a job it
+    holds that this store never dispatched, from another controller, shows too)."""
+    rows: list[dict[str, Any]] = []
+    listed: set[tuple[str, str]] = set()
+    for j in store_jobs:
+        status = statuses.get(j.device_id)
+        state = j.state.value
+        if status is not None and status.busy_job_id == j.job_id:
+            state = "RUNNING"
+        rows.append({"job_id": j.job_id, "device_id": j.device_id, "sweep_id": j.spec.sweep_id,
+                     "backend": j.spec.backend.value, "state": state, "updated_at": j.updated_at,
+                     "age_s": round((now - j.updated_at).total_seconds(), 1) if j.updated_at else None,
+                     "device_state": _device_state(status),
+                     "device_queue_length": status.queue_length if status else None})
+        listed.add((j.job_id, j.device_id))
+    for s in statuses.values():
+        if s.busy_job_id and (s.busy_job_id, s.device_id) not in listed:
+            rows.append({"job_id": s.busy_job_id, "device_id": s.device_id, "sweep_id": None, "backend": None,
+                         "state": "RUNNING", "updated_at": None, "age_s": None,
+                         "device_state": _device_state(s), "device_queue_length": s.queue_length})
+    return sorted(rows, key=lambda r: (r["device_id"], r["state"] != "RUNNING", r["age_s"] is None,
+                                       -(r["age_s"] or 0)))
+
+
+def _device_state(status: AgentStatus | None) -> str:
+    if status is None:
+        return "never announced"
+    return "online" if status.online else "offline"
+
+
+def jobs(
+    ctx: typer.Context,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Only this device.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to collect the devices' statuses.")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queued and running jobs per device (the store's open jobs and the devices' retained statuses)."""
+    cfg = config(ctx)
+    store = read_store(ctx)
+    with FleetClient(cfg, store) as fleet:
+        statuses = fleet.discover(wait)
+    if device is not None:
+        statuses = {k: v for k, v in statuses.items() if k == device}
+    open_jobs = [j for j in store.open_jobs() if device is None or j.device_id == device]
+    records = open_job_records(open_jobs, statuses, datetime.now(timezone.utc))
+    o = output(as_json)
+    if as_json:
+        o.json(records)
+        return
+    if not records:
+        o.note("no queued or running jobs")
+        return
+    o.table(COLUMNS, records, title=f"open jobs in fleet {cfg.fleet}")
 
 
 def cancel(
@@ -23,22 +95,14 @@ def cancel(
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="Only on these devices.")] = None,
 ) -> None:
     """Cancel a queued or running job (it ends as CANCELED)."""
-    import sqlalchemy as sa
-
     cfg = config(ctx)
-    store = ResultStore(cfg.store_url)
-    device_ids = list(device or [])
+    store = write_store(ctx)
+    device_ids = list(device or []) or store.job_devices(job_id)
     if not device_ids:
-        with store.engine.connect() as conn:
-            device_ids = [r[0] for r in conn.execute(sa.select(jobs.c.device_id).where(jobs.c.job_id == job_id))]
-    if not device_ids:
-        raise fail(f"job {job_id!r} is not in the store; name the device with --device")
-    try:
-        with FleetClient(cfg, store) as fleet:
-            fleet.cancel(job_id, device_ids)
-    except ConnectError as exc:
-        raise fail(str(exc)) from None
-    console.print(f"cancel sent for {job_id} to {', '.join(device_ids)}")
+        raise ControllerError(f"job {job_id!r} is not in the store; name the device with --device")
+    with FleetClient(cfg, store) as fleet:
+        fleet.cancel(job_id, device_ids)
+    out.print(f"cancel sent for {markup(job_id)} to {markup(', '.join(device_ids))}")
 
 
 def collect(
@@ -58,23 +122,23 @@ def collect(
     With --shared-group, the broker gives each event to one collector of the group.
     """
     cfg = config(ctx)
-    store = ResultStore(cfg.store_url)
+    store = write_store(ctx)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
     def show(ev: JobEvent, new: bool) -> None:
         if new and ev.state.value not in ("IN_PROGRESS",):
-            # ids are identifiers, but nothing a device sends is ever rendered as markup
-            console.print(printable(f"{ev.at:%H:%M:%S} {ev.device_id} {ev.job_id} {ev.state.value}"),
-                          highlight=False, markup=False)
+            # nothing a device sends is ever rendered as markup or printed raw
+            out.print(f"{ev.at:%H:%M:%S} {markup(ev.device_id)} {markup(ev.job_id)} {ev.state.value}")
 
     try:
-        with FleetClient(cfg, store, collector=True, shared_group=shared_group, instance=instance) as fleet:
-            group = f" (shared group {shared_group})" if shared_group else ""
-            every = f"reconciling every {reconcile_every:g} s" if reconcile_every else "no reconciliation"
-            console.print(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {store.url} ({every})",
-                          highlight=False, markup=False)
-            run_collector(fleet, store, stop, show, reconcile_every_s=reconcile_every or None)
-    except (ConnectError, ValueError) as exc:  # ValueError: an invalid --shared-group
-        raise fail(str(exc)) from None
+        fleet_client = FleetClient(cfg, store, collector=True, shared_group=shared_group, instance=instance)
+    except ValueError as exc:  # an invalid --shared-group
+        raise typer.BadParameter(str(exc), param_hint="--shared-group") from None
+    with fleet_client as fleet:
+        group = f" (shared group {shared_group})" if shared_group else ""
+        every = f"reconciling every {reconcile_every:g} s" if reconcile_every else "no reconciliation"
+        out.print(markup(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {safe_url(store.url)} "
+                         f"({every})"))
+        run_collector(fleet, store, stop, show, reconcile_every_s=reconcile_every or None)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from edgebench.controller.commands._options import console, fail
+from edgebench.common.console import Column
+from edgebench.controller.commands._options import JsonOpt, out, output
+from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.runner.catalogue import WORKLOADS
 from edgebench.runner.errors import RunnerError
 from edgebench.runner.inference.artifacts import Cache, default_root
@@ -26,7 +27,13 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Model cache (def
                                                                 "~/.cache/edgebench/models).")]
 
 
-@app.command("export")
+EXPORT_COLUMNS = (Column("workload"), Column("runtime"), Column("precision"), Column("format"),
+                  Column("sha256", fmt=lambda v: v[:16]), Column("bytes"), Column("exported"), Column("quantiser"))
+CACHED_COLUMNS = (Column("sha256", fmt=lambda v: (v or "")[:16]), Column("model"), Column("dataset"),
+                  Column("format"), Column("precision"), Column("source"), Column("quantiser"))
+
+
+@app.command("export", epilog="Example: controller models export -w fashion-mnist-cnn -r onnxruntime -p int8")
 def export_cmd(
     workload: Annotated[list[str], typer.Option("--workload", "-w", help="Catalogue workload (repeatable).")],
     runtime: Annotated[list[str] | None, typer.Option(
@@ -35,15 +42,14 @@ def export_cmd(
         "--precision", "-p", help="fp32, fp16, int8 (repeatable; default fp32).")] = None,
     cache: CacheOpt = None,
     dataset_root: Annotated[Path | None, typer.Option(help="Calibrate int8 on real files found here.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export once per (model, format, precision); cached files are found again, not redone."""
     store = Cache(str(cache) if cache else None)
-    table = Table(title=f"model cache {store.root}")
-    for col in ("workload", "runtime", "precision", "format", "sha256", "bytes", "exported", "quantiser"):
-        table.add_column(col)
+    records = []
     for name in workload:
         if name not in WORKLOADS:
-            raise fail(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+            raise ControllerUsageError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
         wl = WORKLOADS[name]
         for rt in runtime or ["onnxruntime", "openvino", "litert"]:
             for prec in precision or ["fp32"]:
@@ -54,21 +60,22 @@ def export_cmd(
                     art, fresh = ensure(wl["model"], wl["dataset"], need[0], need[1], runtime=rt, cache=store,
                                         dataset_root=str(dataset_root) if dataset_root else None)
                 except RunnerError as exc:
-                    raise fail(f"{name} for {rt} {prec}: {exc}") from None
-                table.add_row(name, rt, prec, art.format, art.sha256[:16], str(art.size_bytes),
-                              "now" if fresh else "cached", art.meta.get("quantiser", "")[:60])
-    console.print(table)
+                    raise ControllerError(f"{name} for {rt} {prec}: {exc}") from None
+                records.append({"workload": name, "runtime": rt, "precision": prec, "format": art.format,
+                                "sha256": art.sha256, "bytes": art.size_bytes,
+                                "exported": "now" if fresh else "cached", "quantiser": art.meta.get("quantiser", "")})
+    if as_json:
+        output(True).json(records)
+    else:
+        out.table(EXPORT_COLUMNS, records, title=f"model cache {store.root}")
 
 
-@app.command("cached")
-def cached(cache: CacheOpt = None) -> None:
+@app.command("cached", epilog="Example: controller models cached --json")
+def cached(cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
     """List the artifacts in a model cache."""
     store = Cache(str(cache) if cache else default_root())
-    table = Table(title=f"model cache {store.root}")
-    for col in ("sha256", "model", "dataset", "format", "precision", "source", "quantiser"):
-        table.add_column(col)
-    for meta in store.list():
-        table.add_row(meta.get("sha256", "")[:16], str(meta.get("model", "")), str(meta.get("dataset", "")),
-                      meta.get("format", ""), meta.get("precision", ""), meta.get("source", "")[:50],
-                      meta.get("quantiser", "")[:50])
-    console.print(table)
+    records = list(store.list())
+    if as_json:
+        output(True).json(records)
+    else:
+        out.table(CACHED_COLUMNS, records, title=f"model cache {store.root}")

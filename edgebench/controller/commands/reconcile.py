@@ -9,12 +9,10 @@ from typing import Annotated
 
 import typer
 
-from edgebench.common.mqtt import ConnectError
-from edgebench.common.text import printable
-from edgebench.controller.commands._options import config, console, fail
+from edgebench.common.console import Column
+from edgebench.controller.commands._options import JsonOpt, config, out, read_store
 from edgebench.controller.fleet import FleetClient
 from edgebench.controller.reconcile import reconcile as reconcile_pass
-from edgebench.controller.store import ResultStore
 
 
 def reconcile(
@@ -29,32 +27,32 @@ def reconcile(
     controller reconcile --all-open --wait 30
     """
     cfg = config(ctx)
-    store = ResultStore(cfg.store_url)
+    store = read_store(ctx)
     before = {(j.job_id, j.device_id) for j in store.open_jobs()}
-    try:
-        with FleetClient(cfg, store) as fleet:
-            fleet.discover(1.0)
-            report = reconcile_pass(fleet, store, everything=all_open)
-            deadline = time.monotonic() + (wait if report.count else 0)
-            while time.monotonic() < deadline:
-                fleet.pump(0.2)
-    except ConnectError as exc:
-        raise fail(str(exc), 1) from None
+    with FleetClient(cfg, store) as fleet:
+        fleet.discover(1.0)
+        report = reconcile_pass(fleet, store, everything=all_open)
+        deadline = time.monotonic() + (wait if report.count else 0)
+        while time.monotonic() < deadline:
+            fleet.pump(0.2)
     after = {(j.job_id, j.device_id) for j in store.open_jobs()}
     resolved = before - after
-    console.print(f"asked {len(report.asked)} device(s) about {report.count} job(s); {len(resolved)} resolved, "
-                  f"{len(after)} still open; {len(report.skipped_offline)} skipped (device offline)",
-                  highlight=False, markup=False)
+    out.print(f"asked {len(report.asked)} device(s) about {report.count} job(s); {len(resolved)} resolved, "
+              f"{len(after)} still open; {len(report.skipped_offline)} skipped (device offline)")
+
+
+LETTER_COLUMNS = (Column("id"), Column("received_at", "received", fmt=lambda v: f"{v:%Y-%m-%d %H:%M:%S}" if v else "?"),
+                  Column("device_id", "device"), Column("job_id", "job"), Column("reason"))
 
 
 def dead_letters(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonOpt = False,
     purge: Annotated[bool, typer.Option(help="Delete them all (after listing).")] = False,
 ) -> None:
     """What devices sent that the store kept aside (unknown jobs, refused transitions, unparsable messages)."""
-    store = ResultStore(config(ctx).store_url)
+    store = read_store(ctx)
     letters = store.dead_letters(limit)
     if as_json:
         print(json.dumps([{
@@ -62,13 +60,12 @@ def dead_letters(
             "device_id": d.device_id, "job_id": d.job_id, "reason": d.reason,
             "payload": d.payload.decode("utf-8", "replace")[:2000] if d.payload else None} for d in letters],
             indent=2))
+    elif letters:
+        out.table(LETTER_COLUMNS, [{"id": d.id, "received_at": d.received_at, "device_id": d.device_id or "-",
+                                    "job_id": d.job_id or "-", "reason": d.reason} for d in letters],
+                  title="dead letters (newest first)")
     else:
-        for d in letters:
-            when = f"{d.received_at:%Y-%m-%d %H:%M:%S}" if d.received_at else "?"
-            console.print(printable(f"{d.id}\t{when}\t{d.device_id or '-'}\t{d.job_id or '-'}\t{d.reason}", 600),
-                          highlight=False, markup=False)
-        if not letters:
-            console.print("no dead letters", highlight=False)
+        out.note("no dead letters")
     if purge:
         n = store.purge_dead_letters(datetime.now(timezone.utc))
-        console.print(f"deleted {n} dead letter(s)", highlight=False)
+        out.note(f"deleted {n} dead letter(s)")

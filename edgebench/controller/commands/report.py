@@ -9,17 +9,18 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from edgebench.controller.commands._options import OutOpt, SweepIdOpt, config, console, fail
-from edgebench.controller.report import Report, Selection, SelectionError, build_report, parse_time, select
-from edgebench.controller.store import ResultStore
+from edgebench.common.errors import MissingExtra
+from edgebench.controller.commands._options import BACKENDS, WORKLOAD_NAMES, OutOpt, SweepIdOpt, out, read_store
+from edgebench.controller.report import Report, Selection, build_report, parse_time, select
 
 # Selection options shared with `controller results export`.
 DevicesOpt = Annotated[list[str] | None, typer.Option("--device", "-d", help="Only this device (repeatable).")]
 TagsOpt = Annotated[list[str] | None, typer.Option(
     "--tag", help="Only devices with this tag, or jobs dispatched with it (repeatable).")]
 WorkloadsOpt = Annotated[list[str] | None, typer.Option(
-    "--workload", "-w", help="Only this catalogue workload, e.g. fashion-mnist-mlp, or model/dataset (repeatable).")]
-BackendsOpt = Annotated[list[str] | None, typer.Option("--backend", "-b", help="Only this backend (repeatable).")]
+    "--workload", "-w", help=f"Only this catalogue workload ({WORKLOAD_NAMES}) or model/dataset (repeatable).")]
+BackendsOpt = Annotated[list[str] | None, typer.Option(
+    "--backend", "-b", help=f"Only this backend (repeatable): {BACKENDS}.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Only this model (mlp, cnn, ...).")]
 SinceOpt = Annotated[str | None, typer.Option(
     "--since", help="Finished at or after: 2026-11-28, 2026-11-28T15:00 (UTC) or an age: 12h, 7d.")]
@@ -36,13 +37,10 @@ class ReportFormat(str, Enum):
 
 def make_selection(sweep: str | None, device: list[str] | None, tag: list[str] | None, workload: list[str] | None,
                    backend: list[str] | None, model: str | None, since: str | None, until: str | None) -> Selection:
-    try:
-        return Selection(sweep=sweep, devices=tuple(device or ()), tags=tuple(tag or ()),
-                         workloads=tuple(workload or ()), backends=tuple(backend or ()), model=model,
-                         since=parse_time(since) if since else None,
-                         until=parse_time(until) if until else None)
-    except SelectionError as exc:
-        raise fail(str(exc)) from None
+    return Selection(sweep=sweep, devices=tuple(device or ()), tags=tuple(tag or ()),
+                     workloads=tuple(workload or ()), backends=tuple(backend or ()), model=model,
+                     since=parse_time(since) if since else None,
+                     until=parse_time(until) if until else None)
 
 
 def safe_url(url: str) -> str:
@@ -67,7 +65,7 @@ def report(
         help="Backend the speed ratio is taken against (default: keras-tensorflow, else torch, ... if present).")
     ] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.terminal,
-    out: OutOpt = None,
+    out_path: OutOpt = None,
     job: Annotated[str | None, typer.Option(
         "--job", help="HTML: the job whose time series is drawn (default: the first GPU job).")] = None,
     title: Annotated[str, typer.Option(help="HTML: the page title.")] = "edgebench report",
@@ -75,37 +73,33 @@ def report(
     """Per device: img/s per backend and batch size, ratio to a baseline, GPU utilisation beside SM clock,
     power and energy, peak memory; a fleet view (devices x backends) and scaling tables."""
     selection = make_selection(sweep, device, tag, workload, backend, model, since, until)
-    store = ResultStore(config(ctx).store_url)
-    try:
-        rows, statuses = select(store, selection)
-    except SelectionError as exc:
-        raise fail(str(exc)) from None
+    store = read_store(ctx)
+    rows, statuses = select(store, selection)
     rep = build_report(rows, baseline, statuses=statuses, selection=selection, store_url=safe_url(store.url))
-    text = render(rep, fmt, job, title, out)
+    text = render(rep, fmt, job, title, out_path)
     if text is None:
         return
-    if out is None:
+    if out_path is None:
         print(text, end="" if text.endswith("\n") else "\n")
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    console.print(f"wrote {out} ({fmt.value}, {len(rep.cells)} results on {len(rep.devices)} device(s))",
-                  highlight=False)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8")
+    out.print(f"wrote {out_path} ({fmt.value}, {len(rep.cells)} results on {len(rep.devices)} device(s))")
 
 
-def render(rep: Report, fmt: ReportFormat, job: str | None, title: str, out: Path | None) -> str | None:
+def render(rep: Report, fmt: ReportFormat, job: str | None, title: str, out_path: Path | None) -> str | None:
     """The report as text in ``fmt``; the terminal format prints itself (to ``out`` if given) and returns None."""
     if fmt is ReportFormat.terminal:
         from edgebench.controller.render.terminal import render_terminal
 
-        if out is None:
-            render_terminal(rep, console)
+        if out_path is None:
+            render_terminal(rep, out.for_renderables())
             return None
         from rich.console import Console
 
-        with out.open("w", encoding="utf-8") as fh:
+        with out_path.open("w", encoding="utf-8") as fh:
             render_terminal(rep, Console(file=fh, width=200, color_system=None))
-        console.print(f"wrote {out}", highlight=False)
+        out.print(f"wrote {out_path}")
         return None
     if fmt is ReportFormat.md:
         from edgebench.controller.render.markdown import render_markdown
@@ -122,5 +116,5 @@ def render(rep: Report, fmt: ReportFormat, job: str | None, title: str, out: Pat
     try:
         from edgebench.controller.render.html import render_html
     except ImportError as exc:  # matplotlib is the `report` extra
-        raise fail(f"the HTML report needs matplotlib: pip install 'edgebench[report]' ({exc})") from None
+        raise MissingExtra("matplotlib", "report", "the HTML report") from exc
     return render_html(rep, job_id=job, title=title)

@@ -1,0 +1,200 @@
+"""The import rules of the edgebench package (docs/ARCHITECTURE.md), read from the source with ``ast``.
+
+* ``schemas`` imports nothing of edgebench but itself: it is the contract at the bottom;
+* ``runner`` imports nothing outside itself, and only the standard library at module
+  level: the agent copies it alone to a private directory and runs it on Python 3.6,
+  where frameworks are imported inside functions, after the backend is chosen;
+* ``common`` imports only ``schemas`` (and itself);
+* ``agent`` never imports ``controller``; ``controller`` never imports ``agent``, and of
+  the runner only ``runner.catalogue`` (plain data), but for ``controller models export``,
+  which runs the runner's exporter on the workstation;
+* no import circles between modules, counting imports inside functions too (a lazy import
+  hides a circle from the interpreter, not from the design).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "edgebench"
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str  # dotted module name
+    target: str  # dotted module (or package) name imported
+    top_level: bool  # executed when the module is imported (not inside a function)
+    line: int
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(name: str) -> Iterator[Import]:
+    path = MODULES[name]
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+
+    def walk(node: ast.AST, top: bool) -> Iterator[Import]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                yield from walk(child, False)
+            elif isinstance(child, ast.If) and _is_type_checking(child):
+                continue  # annotations only: never executed
+            elif isinstance(child, ast.Import):
+                for alias in child.names:
+                    yield Import(name, alias.name, top, child.lineno)
+            elif isinstance(child, ast.ImportFrom):
+                base = _resolve(name, is_package, child)
+                for alias in child.names:
+                    # `from pkg import mod` imports the module pkg.mod when there is one
+                    full = f"{base}.{alias.name}"
+                    yield Import(name, full if full in MODULES else base, top, child.lineno)
+            else:
+                yield from walk(child, top)
+
+    yield from walk(tree, True)
+
+
+ALL = [imp for name in MODULES for imp in imports_of(name)]
+INTERNAL = [imp for imp in ALL if imp.target == "edgebench" or imp.target.startswith("edgebench.")]
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _violations(layer: str, allowed: set[str], exceptions: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    return [f"{i.importer}:{i.line} imports {i.target}" for i in INTERNAL
+            if _layer(i.importer) == layer and _layer(i.target) not in allowed | {layer}
+            and i.target not in exceptions]
+
+
+def test_the_package_is_found() -> None:
+    assert {"edgebench.schemas", "edgebench.runner", "edgebench.common", "edgebench.agent",
+            "edgebench.controller"} <= set(MODULES)
+    assert len(INTERNAL) > 100
+
+
+def test_schemas_import_nothing_of_edgebench() -> None:
+    assert _violations("schemas", set()) == []
+
+
+def test_runner_imports_nothing_outside_itself() -> None:
+    assert _violations("runner", set()) == []
+
+
+def test_runner_imports_only_the_standard_library_at_module_level() -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    found = [f"{i.importer}:{i.line} imports {i.target}" for i in ALL
+             if _layer(i.importer) == "runner" and i.top_level and not i.target.startswith("edgebench")
+             and i.target.split(".")[0] not in stdlib]
+    assert found == []
+
+
+def test_common_imports_only_schemas() -> None:
+    # edgebench/_version.py is generated by setuptools-scm and imports nothing
+    assert _violations("common", {"schemas"}, exceptions={"edgebench._version"}) == []
+
+
+def test_agent_never_imports_the_controller() -> None:
+    assert [v for v in _violations("agent", {"schemas", "common", "runner"})] == []
+
+
+# `controller models export` runs the runner's own exporter on the workstation (issue 18: the same
+# artifacts, by digest, as an agent makes); only that command may reach into runner.inference.
+MODEL_EXPORT = "edgebench.controller.commands.models"
+
+
+def test_controller_never_imports_the_agent() -> None:
+    found = _violations("controller", {"schemas", "common"}, exceptions={"edgebench.runner.catalogue"})
+    assert [v for v in found if not (v.startswith(MODEL_EXPORT + ":") and " imports edgebench.runner." in v)] == []
+    assert not [v for v in found if " imports edgebench.agent" in v]
+
+
+def _cycles() -> list[list[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for i in INTERNAL:
+        if i.target in MODULES and i.target != i.importer:
+            graph[i.importer].add(i.target)
+    # Tarjan's strongly connected components; a component of more than one module is a circle
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+# Circles being removed elsewhere; each entry names who removes it. Keep this list empty.
+KNOWN_CIRCLES = [
+    # issue 17 item 7: agent/executors/ package with the factory in its __init__ (the runner engineer)
+    ["edgebench.agent.docker_executor", "edgebench.agent.executor"],
+]
+
+
+def test_no_import_circles() -> None:
+    assert [c for c in _cycles() if c not in KNOWN_CIRCLES] == []
+
+
+@pytest.mark.parametrize("module", ["edgebench.common.pki", "edgebench.common.signing"])
+def test_pki_and_signing_are_not_a_circle(module: str) -> None:
+    assert not any(module in c for c in _cycles())
