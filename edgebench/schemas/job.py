@@ -30,7 +30,8 @@ class Backend(str, Enum):
 
 # Backends that only infer (a runtime, not a training framework).
 RUNTIME_BACKENDS = frozenset({Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.LITERT, Backend.TENSORRT})
-_RUNTIME_NAMES: list[JsonValue] = [b.value for b in sorted(RUNTIME_BACKENDS, key=lambda b: b.value)]  # sorted: a deterministic schema
+# sorted: the exported schema must not depend on set order (string hashes vary per process)
+_RUNTIME_NAMES: list[JsonValue] = [b.value for b in sorted(RUNTIME_BACKENDS, key=lambda b: b.value)]
 
 
 class Mode(str, Enum):
