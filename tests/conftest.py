@@ -131,6 +131,7 @@ class AgentProcess:
     extra: list[str] = field(default_factory=list)
     config: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (fault injection)
 
     @property
     def log_path(self) -> Path:
@@ -145,7 +146,7 @@ class AgentProcess:
             cmd += ["--config", str(self.config)]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
