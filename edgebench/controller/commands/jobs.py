@@ -15,6 +15,7 @@ from edgebench.controller.commands._options import JsonOpt, config, out, output,
 from edgebench.controller.commands.report import safe_url
 from edgebench.controller.errors import ControllerError
 from edgebench.controller.fleet import FleetClient
+from edgebench.controller.reconcile import DEFAULT_POLICY, ReconcilePolicy
 from edgebench.controller.store import OpenJob
 from edgebench.schemas import AgentStatus, JobEvent
 
@@ -114,6 +115,10 @@ def collect(
     reconcile_every: Annotated[float, typer.Option(
         help="Seconds between reconciliation passes (ask agents to replay jobs silent for too long); 0: never.")
     ] = 300.0,
+    reconcile_grace: Annotated[float, typer.Option(
+        help="Seconds beyond a running job's step timeout before its silence counts as lost events.")] = 60.0,
+    reconcile_queued_after: Annotated[float, typer.Option(
+        help="Seconds a dispatched or queued job may stay silent before its agent is asked about it.")] = 600.0,
 ) -> None:
     """Run as a long-lived collector: store every event and result as it arrives.
 
@@ -141,4 +146,6 @@ def collect(
         every = f"reconciling every {reconcile_every:g} s" if reconcile_every else "no reconciliation"
         out.print(markup(f"collecting fleet {cfg.fleet} from {cfg.broker_url}{group} into {safe_url(store.url)} "
                          f"({every})"))
-        run_collector(fleet, store, stop, show, reconcile_every_s=reconcile_every or None)
+        policy = ReconcilePolicy(grace_s=reconcile_grace, queued_after_s=reconcile_queued_after,
+                                 every_s=reconcile_every or DEFAULT_POLICY.every_s)
+        run_collector(fleet, store, stop, show, policy=policy, reconcile_every_s=reconcile_every or None)
