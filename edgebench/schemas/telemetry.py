@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from edgebench.schemas.base import Count32, Count64, StrictModel
+from edgebench.schemas.validity import Validity
 
 UTILISATION_MEANING = (
     "GPU utilisation is NVML's 'fraction of the sample period during which one or more "
@@ -68,6 +69,9 @@ class TelemetrySummary(StrictModel):
     img_per_j: float | None = None
     memory_policy: str | None = None
     utilisation_meaning: str = UTILISATION_MEANING
+    validity: Validity | None = Field(
+        default=None, description="What could invalidate this measurement, and the verdict (absent in results "
+        "from before it was recorded)")
 
 
 class TimeSeries(StrictModel):
