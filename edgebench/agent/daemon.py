@@ -168,8 +168,10 @@ class Agent:
             self.outbox.stop = stop
         self.probe()
         if self.cfg.metrics_port is not None:
-            self._metrics_server = start_metrics_server(self.cfg.metrics_port, self.metrics_source,
-                                                        self.cfg.device_id)
+            self._metrics_server = start_metrics_server(
+                self.cfg.metrics_port, self.metrics_source, self.cfg.device_id, self.cfg.metrics_addr,
+                certfile=self.cfg.metrics_cert_file, keyfile=self.cfg.metrics_key_file,
+                client_cafile=self.cfg.metrics_client_ca_file)
         self._recover()
         log.info("agent %s (fleet %s, edgebench %s) connecting to %s", self.cfg.device_id, self.cfg.fleet,
                  agent_version(), self.client.settings.url)

@@ -84,6 +84,11 @@ class AgentConfig(BaseModel):
         "'full': the counter every tick too. docs/TELEMETRY.md has the measured costs.",
     )
     metrics_port: int | None = None
+    metrics_addr: str = Field(default="0.0.0.0", description="Address /metrics binds to (127.0.0.1: this box only).")
+    metrics_cert_file: str | None = Field(default=None, description="HTTPS for /metrics: certificate (PEM).")
+    metrics_key_file: str | None = Field(default=None, description="HTTPS for /metrics: private key (PEM).")
+    metrics_client_ca_file: str | None = Field(
+        default=None, description="HTTPS for /metrics: require scraper certificates signed by this CA.")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     job_public_key: Path | None = None  # when set, unsigned or altered jobs, cancels and replays are rejected
     retention_s: float = Field(

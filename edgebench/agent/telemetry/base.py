@@ -58,6 +58,16 @@ class Telemetry(abc.ABC):
     def read(self, pids: Iterable[int] = (), indices: Sequence[int] | None = None) -> tuple[GpuSample, ...]:
         return self.convert(self.read_raw(indices), pids)
 
+    def device_state(self) -> dict[str, Any]:
+        """Power-state facts for the validity record, read at each window edge (cheap calls only).
+
+        The hook for device families whose power state is not in the samples:
+        a Jetson returns ``{"nvpmodel_mode": "MAXN", "jetson_clocks": True}``
+        (either key may be missing where unreadable). JSON-able values only;
+        the default has none.
+        """
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most implementations hold nothing
         """Release the driver handle or child process."""
 

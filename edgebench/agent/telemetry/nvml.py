@@ -98,6 +98,23 @@ def process_tree_memory(processes: list[list[Any]] | None, pids: Iterable[int]) 
     return 0
 
 
+def _first(pair: Any) -> Any:
+    """The current half of NVML's [current, pending] answers."""
+    if isinstance(pair, (list, tuple)):
+        return pair[0] if pair else None
+    return pair
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _processes(rows: list[list[Any]] | None) -> tuple[tuple[int, int | None, bool], ...] | None:
+    if rows is None:
+        return None
+    return tuple((int(r[0]), None if r[1] is None else int(r[1]), bool(r[2])) for r in rows)
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -123,6 +140,15 @@ def sample_from_raw(dev: dict[str, Any], pids: Iterable[int] = ()) -> GpuSample:
         energy_mj=_float(dev.get("energy_mj")),
         temperature_c=_float(dev.get("temperature_c")),
         clock_event_reasons=decode_clock_event_reasons(dev.get("clock_event_reasons")),
+        processes=_processes(dev.get("processes")),
+        power_limit_w=None if dev.get("power_limit_mw") is None else float(dev["power_limit_mw"]) / 1000.0,
+        power_limit_default_w=None if dev.get("power_limit_default_mw") is None
+        else float(dev["power_limit_default_mw"]) / 1000.0,
+        persistence_mode=_bool(dev.get("persistence_mode")),
+        app_sm_clock_mhz=_float(dev.get("app_sm_clock_mhz")),
+        app_mem_clock_mhz=_float(dev.get("app_mem_clock_mhz")),
+        ecc_enabled=_bool(dev.get("ecc_current")),
+        mig_enabled=_bool(dev.get("mig_current")),
     )
 
 
@@ -341,6 +367,34 @@ class NvmlTelemetry(Telemetry):
             ),
             "clock_event_reasons": gauge("reasons", lambda: self._clock_event_reasons(dev)),
             "processes": gauge("processes", lambda: self._processes(dev)),
+            "power_limit_mw": gauge("power_limit", lambda: self._optional(dev, "power_limit",
+                                                                          "nvmlDeviceGetEnforcedPowerLimit")),
+            **dev.cached("config", SLOW_FIELDS_S, lambda: self._config(dev), fresh=fresh),
+        }
+
+    def _optional(self, dev: _Device, key: str, name: str, *args: Any) -> Any:
+        """A query of an NVML function this pynvml (or driver) may not have."""
+        func = getattr(self._nvml, name, None)
+        return None if func is None else dev.query(key, func, *args)
+
+    def _config(self, dev: _Device) -> dict[str, Any]:
+        """Settings that change a measurement when someone changes them (the validity record):
+        persistence mode, application clocks, ECC and MIG modes, the default power limit.
+        About 5-20 us per call; read with the slow gauges and at every window edge."""
+        nvml = self._nvml
+        ecc = self._optional(dev, "ecc_mode", "nvmlDeviceGetEccMode")
+        mig = self._optional(dev, "mig_mode", "nvmlDeviceGetMigMode")
+        return {
+            "power_limit_default_mw": self._optional(dev, "power_limit_default",
+                                                     "nvmlDeviceGetPowerManagementDefaultLimit"),
+            "persistence_mode": self._optional(dev, "persistence_mode", "nvmlDeviceGetPersistenceMode"),
+            "app_sm_clock_mhz": self._optional(dev, "app_sm_clock", "nvmlDeviceGetApplicationsClock",
+                                               getattr(nvml, "NVML_CLOCK_SM", 1)),
+            "app_mem_clock_mhz": self._optional(dev, "app_mem_clock", "nvmlDeviceGetApplicationsClock",
+                                                getattr(nvml, "NVML_CLOCK_MEM", 2)),
+            # both answer [current, pending]
+            "ecc_current": _first(ecc),
+            "mig_current": _first(mig),
         }
 
     def _processes(self, dev: _Device) -> list[list[Any]] | None:

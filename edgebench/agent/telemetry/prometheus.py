@@ -14,6 +14,7 @@ A metric a device cannot report is absent from the scrape, never 0.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ DCGM_GAUGES: tuple[tuple[str, str, Callable[[GpuSample], float | None]], ...] = 
     ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
     (ENERGY_METRIC, "Total energy consumption since boot (in mJ).", lambda g: g.energy_mj),
     ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temperature_c),
+    ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Enforced power limit (in W).", lambda g: g.power_limit_w),
 )
 
 
@@ -215,6 +217,25 @@ class TelemetryCollector(Collector):
         yield cpu
         yield rss
 
+        host = snap.host if snap is not None else None
+        busy = GaugeMetricFamily(
+            "edgebench_host_cpu_busy_percent",
+            "CPU busy on the whole host, percent of one core (the validity record's host load).",
+            labels=["Hostname", "device_id"],
+        )
+        other = GaugeMetricFamily(
+            "edgebench_host_other_cpu_percent",
+            "CPU busy outside the running job's process tree and the agent, percent of one core.",
+            labels=["Hostname", "device_id"],
+        )
+        if host is not None and host.busy_cpu_pct is not None:
+            busy.add_metric([self.hostname, self.device_id], host.busy_cpu_pct)
+            runner_pct = proc.cpu_pct if proc is not None and proc.cpu_pct is not None else 0.0
+            other.add_metric([self.hostname, self.device_id],
+                             max(0.0, host.busy_cpu_pct - runner_pct - (host.agent_cpu_pct or 0.0)))
+        yield busy
+        yield other
+
         job = GaugeMetricFamily(
             "edgebench_job_running", "1 while a job runs on this device, with its id.", labels=RUNNER_LABELS
         )
@@ -247,10 +268,31 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, sampler_or_source: Any, device_id: str, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve /metrics on ``addr:port`` (0 picks a free port) from a Sampler, MetricsSource or Telemetry."""
+def start_metrics_server(
+    port: int,
+    sampler_or_source: Any,
+    device_id: str,
+    addr: str = "0.0.0.0",
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_cafile: str | None = None,
+) -> MetricsServer:
+    """Serve /metrics on ``addr:port`` (0 picks a free port) from a Sampler, MetricsSource or Telemetry.
+
+    With ``certfile`` and ``keyfile`` the endpoint speaks HTTPS only (prometheus-client's own TLS, TLS 1.2
+    at least); with ``client_cafile`` too, a scraper must present a certificate that CA signed.
+    """
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("metrics TLS needs both a certificate and a key file")
+    if client_cafile is not None and certfile is None:
+        raise ValueError("metrics client certificates need TLS: give a certificate and a key file too")
     registry = CollectorRegistry(auto_describe=False)
     collector = TelemetryCollector(sampler_or_source, device_id)
     registry.register(collector)
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+    tls: dict[str, Any] = {}
+    if certfile is not None:
+        tls = {"certfile": certfile, "keyfile": keyfile, "client_cafile": client_cafile,
+               "client_auth_required": client_cafile is not None, "tls_min_version": ssl.TLSVersion.TLSv1_2}
+    server, thread = start_http_server(port, addr=addr, registry=registry, **tls)
     return MetricsServer(server=server, thread=thread, registry=registry, collector=collector)

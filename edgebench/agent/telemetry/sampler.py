@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgebench.agent.errors import AgentError
 from edgebench.agent.telemetry.base import Telemetry
+from edgebench.agent.telemetry.host import HostMeter
 from edgebench.agent.telemetry.process import ProcessTreeMeter
 from edgebench.agent.telemetry.snapshot import Snapshot
 from edgebench.agent.telemetry.summary import Window, build_timeseries, summarize
@@ -95,6 +96,7 @@ class Sampler:
         self._edge = threading.Event()  # a window marker arrived: tick now, fresh
         self._thread: threading.Thread | None = None
         self._meter: ProcessTreeMeter | None = None
+        self._host: HostMeter | None = None
         self._recorder: TraceRecorder | None = None
         self._ticks = self._late = self._errors = 0
         self._thread_cpu_s = 0.0
@@ -113,9 +115,11 @@ class Sampler:
             raise SamplerStateError("a Sampler is started once")
         self.extra_pids = self.extra_pids | frozenset(extra_pids)
         self._meter = ProcessTreeMeter(root_pid, self.extra_pids)
+        self._host = HostMeter()
         if self.trace_path is not None:
             self._recorder = TraceRecorder(
-                self.trace_path, self.telemetry.source, self.telemetry.inventory(), self.interval_s
+                self.trace_path, self.telemetry.source, self.telemetry.inventory(), self.interval_s,
+                logical_cpus=self._host.logical_cpus, max_cpu_freq_mhz=self._host.max_freq_mhz,
             )
         self._started_mono = time.monotonic()
         self._tick(fresh=True)  # the first snapshot exists before start() returns
@@ -172,6 +176,8 @@ class Sampler:
             measured_epochs=measured_epochs,
             memory_policy=None if policy is None else str(policy),
             inventory=self.telemetry.inventory(),
+            logical_cpus=self._host.logical_cpus if self._host else None,
+            max_cpu_freq_mhz=self._host.max_freq_mhz if self._host else None,
         )
         stats = SamplerStats(
             ticks=self._ticks,
@@ -226,15 +232,17 @@ class Sampler:
 
     def _tick(self, fresh: bool = False) -> None:
         meter = self._meter
-        assert meter is not None
+        assert meter is not None and self._host is not None
         try:
             t = self._clock()
             proc = meter.sample(t)
+            host = self._host.sample(fresh)
             raw = self.telemetry.read_raw(self.gpu_indices, fresh=fresh)
             gpus = self.telemetry.convert(raw, proc.pids | self.extra_pids)
-            snap = Snapshot(t=t, gpus=gpus, process=proc)
+            state = self.telemetry.device_state() if fresh else None
+            snap = Snapshot(t=t, gpus=gpus, process=proc, host=host, state=state or None)
             if self._recorder is not None:
-                self._recorder.tick(t, raw, proc)
+                self._recorder.tick(t, raw, proc, host, state or None)
         except Exception:  # the sampler must never take the agent down
             self._errors += 1
             log.exception("telemetry tick failed")

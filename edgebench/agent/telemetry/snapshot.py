@@ -7,6 +7,7 @@ no GPU power, which is not the same as a GPU drawing 0 W.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,16 @@ class GpuSample:
     energy_mj: float | None = None  # cumulative hardware counter; None where there is none
     temperature_c: float | None = None
     clock_event_reasons: tuple[str, ...] | None = None  # decoded bitmask; None where unsupported
+    # NVML's per-process list: (host pid, used bytes or None, visible in the reader's pid namespace)
+    processes: tuple[tuple[int, int | None, bool], ...] | None = None
+    # settings that invalidate a comparison when they change (agent/telemetry/validity.py)
+    power_limit_w: float | None = None  # enforced limit
+    power_limit_default_w: float | None = None
+    persistence_mode: bool | None = None
+    app_sm_clock_mhz: float | None = None
+    app_mem_clock_mhz: float | None = None
+    ecc_enabled: bool | None = None
+    mig_enabled: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +49,24 @@ class ProcessSample:
 
 
 @dataclass(frozen=True, slots=True)
+class HostSample:
+    """The whole machine at one tick. CPU percentages are of one core (200 = two cores busy)."""
+
+    busy_cpu_pct: float | None = None  # every process on the machine, since the previous tick
+    agent_cpu_pct: float | None = None  # this agent process (its sampler, MQTT and store threads)
+    cpu_freq_mhz: float | None = None  # mean current frequency of the CPUs
+    load_avg_1m: float | None = None
+    governors: tuple[str, ...] | None = None  # fresh ticks only; () where cpufreq is absent
+    thermal_throttle_count: int | None = None  # fresh ticks only; summed kernel counters (x86)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything sampled at one tick; ``t`` is ``time.time()`` at the start of the tick."""
 
     t: float
     gpus: tuple[GpuSample, ...]
     process: ProcessSample | None = None
+    host: HostSample | None = None
+    # the telemetry's device_state() (Jetson power mode...), read on fresh ticks only
+    state: dict[str, Any] | None = None

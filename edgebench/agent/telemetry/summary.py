@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 from edgebench.agent.telemetry.snapshot import GpuSample, Snapshot
+from edgebench.agent.telemetry.validity import assess
 from edgebench.schemas.status import GpuInfo
 from edgebench.schemas.telemetry import (
     UTILISATION_MEANING,
@@ -204,8 +205,12 @@ def summarize(
     measured_epochs: int | None = None,
     memory_policy: str | None = None,
     inventory: Sequence[GpuInfo] = (),
+    logical_cpus: int | None = None,
+    max_cpu_freq_mhz: float | None = None,
 ) -> TelemetrySummary | None:
-    """Summarise the samples inside ``windows`` (absolute ``time.time()`` pairs).
+    """Summarise the samples inside ``windows`` (absolute ``time.time()`` pairs), with the
+    validity record (agent/telemetry/validity.py; ``logical_cpus`` and ``max_cpu_freq_mhz``
+    describe the host for it).
 
     Returns None when no sample falls inside any window (nothing was measured).
     """
@@ -232,6 +237,7 @@ def summarize(
         img_per_j=(window_images / energy_j) if energy_j and window_images is not None else None,
         memory_policy=memory_policy,
         utilisation_meaning=_meaning(source),
+        validity=assess(snapshots, windows, logical_cpus=logical_cpus, max_cpu_freq_mhz=max_cpu_freq_mhz),
     )
 
 

@@ -10,14 +10,18 @@ Format (one JSON object per line, ``kind`` first):
 - ``{"kind": "header", "format": 1, "source": "nvml", "interval_s": 0.1,
   "inventory": [GpuInfo...], "host": ..., "recorded_at": ..., "note": ...}``
 - ``{"kind": "tick", "t": unix_s, "raw": {...}, "proc": {"pids": [...],
-  "cpu_pct": ..., "rss_bytes": ...}}`` where ``raw`` is what the
-  implementation's ``read_raw`` returned (NVML units: mW, mJ, bytes, MHz, %)
+  "cpu_pct": ..., "rss_bytes": ...}, "host": {...}, "state": {...}}`` where
+  ``raw`` is what the implementation's ``read_raw`` returned (NVML units: mW,
+  mJ, bytes, MHz, %), ``host`` the :class:`HostSample` fields and ``state``
+  the telemetry's ``device_state()`` (both optional: traces recorded before
+  the validity record have neither)
 - ``{"kind": "window", "edge": "begin" | "end", "t": unix_s}``
 - ``{"kind": "end", "t": unix_s, ...}`` (optional; free-form facts about the run)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -29,7 +33,7 @@ from typing import IO, Any
 
 from edgebench.agent.telemetry import jetson, nvml
 from edgebench.agent.telemetry.base import RawReading, Source, Telemetry, TelemetryError
-from edgebench.agent.telemetry.snapshot import GpuSample, ProcessSample, Snapshot
+from edgebench.agent.telemetry.snapshot import GpuSample, HostSample, ProcessSample, Snapshot
 from edgebench.schemas.status import GpuInfo
 
 TRACE_FORMAT = 1
@@ -56,6 +60,9 @@ class TraceRecorder:
         inventory: Sequence[GpuInfo],
         interval_s: float,
         note: str = "",
+        *,
+        logical_cpus: int | None = None,
+        max_cpu_freq_mhz: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +78,8 @@ class TraceRecorder:
                 "host": socket.gethostname(),
                 "recorded_at": time.time(),
                 "note": note,
+                "logical_cpus": logical_cpus,
+                "max_cpu_freq_mhz": max_cpu_freq_mhz,
             }
         )
 
@@ -80,8 +89,14 @@ class TraceRecorder:
             if self._fh is not None:
                 self._fh.write(line + "\n")
 
-    def tick(self, t: float, raw: RawReading, proc: ProcessSample | None) -> None:
-        self._write({"kind": "tick", "t": t, "raw": raw, "proc": _proc_to_json(proc)})
+    def tick(self, t: float, raw: RawReading, proc: ProcessSample | None, host: HostSample | None = None,
+             state: dict[str, Any] | None = None) -> None:
+        line: dict[str, Any] = {"kind": "tick", "t": t, "raw": raw, "proc": _proc_to_json(proc)}
+        if host is not None:
+            line["host"] = _host_to_json(host)
+        if state:
+            line["state"] = state
+        self._write(line)
 
     def window(self, edge: str, t: float) -> None:
         self._write({"kind": "window", "edge": edge, "t": t})
@@ -102,6 +117,24 @@ def _proc_to_json(proc: ProcessSample | None) -> dict[str, Any] | None:
     return {"pids": sorted(proc.pids), "cpu_pct": proc.cpu_pct, "rss_bytes": proc.rss_bytes}
 
 
+def _host_to_json(host: HostSample) -> dict[str, Any]:
+    doc = {f.name: getattr(host, f.name) for f in dataclasses.fields(host)}
+    for key in ("governors",):
+        if doc[key] is not None:
+            doc[key] = list(doc[key])
+    return doc
+
+
+def _host_from_json(obj: dict[str, Any] | None) -> HostSample | None:
+    if not isinstance(obj, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(HostSample)}
+    doc = {k: v for k, v in obj.items() if k in known}
+    if doc.get("governors") is not None:
+        doc["governors"] = tuple(str(g) for g in doc["governors"])
+    return HostSample(**doc)
+
+
 def _proc_from_json(obj: dict[str, Any] | None) -> ProcessSample | None:
     if obj is None:
         return None
@@ -115,6 +148,8 @@ class TraceTick:
     t: float
     raw: RawReading
     proc: ProcessSample | None
+    host: HostSample | None = None
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,13 +162,20 @@ class Trace:
     header: dict[str, Any] = field(default_factory=dict)
     end: dict[str, Any] | None = None
 
+    def host_facts(self) -> dict[str, Any]:
+        """What :func:`summary.summarize` needs to know about the recording host (validity record)."""
+        cpus, freq = self.header.get("logical_cpus"), self.header.get("max_cpu_freq_mhz")
+        return {"logical_cpus": int(cpus) if isinstance(cpus, int) else None,
+                "max_cpu_freq_mhz": float(freq) if isinstance(freq, (int, float)) else None}
+
     def snapshots(self) -> list[Snapshot]:
         """Replay every tick through the live conversion code."""
         convert = CONVERTERS[self.source]
         out = []
         for tick in self.ticks:
             pids = tick.proc.pids if tick.proc is not None else frozenset()
-            out.append(Snapshot(t=tick.t, gpus=convert(tick.raw, pids), process=tick.proc))
+            out.append(Snapshot(t=tick.t, gpus=convert(tick.raw, pids), process=tick.proc, host=tick.host,
+                                state=tick.state))
         return out
 
 
@@ -168,7 +210,9 @@ def load_trace(path: str | Path) -> Trace:
             if kind == "header":
                 header = obj
             elif kind == "tick":
-                ticks.append(TraceTick(float(obj["t"]), obj.get("raw") or {}, _proc_from_json(obj.get("proc"))))
+                state = obj.get("state")
+                ticks.append(TraceTick(float(obj["t"]), obj.get("raw") or {}, _proc_from_json(obj.get("proc")),
+                                       _host_from_json(obj.get("host")), state if isinstance(state, dict) else None))
             elif kind == "window":
                 markers.append((obj["edge"], float(obj["t"])))
             elif kind == "end":

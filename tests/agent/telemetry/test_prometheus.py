@@ -94,3 +94,38 @@ def test_cpu_only_box_between_and_during_jobs(busy_child: subprocess.Popen[str])
         assert after["edgebench_job_running"][0][1] == 0.0
     finally:
         server.close()
+
+
+def test_metrics_over_tls_with_client_certificates(tmp_path: Path) -> None:
+    """HTTPS with the project's own PKI: plain HTTP is refused, a scraper without a client certificate too."""
+    import ssl
+    import urllib.error
+
+    from edgebench.common.pki import init_pki, issue_device
+
+    layout = init_pki(tmp_path / "pki")
+    client = issue_device(layout, "scraper")
+    server = start_metrics_server(0, MetricsSource(NoGpuTelemetry()), device_id="tls-box", addr="127.0.0.1",
+                                  certfile=str(layout.server_cert), keyfile=str(layout.server_key),
+                                  client_cafile=str(layout.ca_cert))
+    url = f"https://127.0.0.1:{server.port}/metrics"
+    try:
+        ctx = ssl.create_default_context(cafile=str(layout.ca_cert))
+        ctx.load_cert_chain(str(client / "client.crt"), str(client / "client.key"))
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+            text = resp.read().decode()
+        assert "edgebench_job_running" in text and 'device_id="tls-box"' in text
+        anonymous = ssl.create_default_context(cafile=str(layout.ca_cert))
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, context=anonymous, timeout=5).read()
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read()
+    finally:
+        server.close()
+
+
+def test_tls_needs_a_certificate_and_a_key() -> None:
+    with pytest.raises(ValueError, match="both a certificate and a key"):
+        start_metrics_server(0, NoGpuTelemetry(), device_id="x", addr="127.0.0.1", certfile="/nonexistent")
+    with pytest.raises(ValueError, match="need TLS"):
+        start_metrics_server(0, NoGpuTelemetry(), device_id="x", addr="127.0.0.1", client_cafile="/ca.crt")

@@ -76,6 +76,7 @@ def test_none_telemetry_over_a_busy_child(busy_child: subprocess.Popen[str], tmp
         window_images=1200,
         measured_epochs=1,
         memory_policy="grow",
+        **trace.host_facts(),
     )
     assert replayed == s
     assert trace.end is not None and trace.end["window_images"] == 1200
