@@ -12,12 +12,13 @@ ingestion. Migrations are numbered and recorded in schema_migrations.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -25,7 +26,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
 from edgebench.common.text import printable
+from edgebench.controller.bulk import gc_paused
 from edgebench.controller.errors import ControllerError, StoreMissing
+from edgebench.controller.facts import facts_values
 from edgebench.controller.ingest import Inbound, decide
 from edgebench.schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
 
@@ -84,6 +87,40 @@ results = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
     sa.Column("result_json", sa.Text),
+)
+
+# One narrow row per result with what comparisons over many results read
+# (controller/facts.py): apart from results, because in SQLite a column
+# added after result_json sits behind that 5-250 KB value, and reading it
+# walks the value's overflow pages.
+# The cell's identity is copied in (from the same values as the results row),
+# so that a comparison reads this table alone: a scan of results reads about
+# one page per row (its 5-250 KB JSON), 400 MB for 100,000 results.
+result_facts = sa.Table(
+    "result_facts", metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("sweep_id", sa.String(64), index=True),
+    sa.Column("outcome", sa.String(16)),
+    sa.Column("backend", sa.String(32)),
+    sa.Column("mode", sa.String(8)),
+    sa.Column("model", sa.String(32)),
+    sa.Column("dataset", sa.String(32)),
+    sa.Column("batch_size", sa.Integer),
+    sa.Column("precision", sa.String(8)),
+    sa.Column("gpus", sa.Integer),
+    sa.Column("img_per_s", sa.Float),
+    sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
+    sa.Column("data_format", sa.String(16)),
+    sa.Column("compiled", sa.Boolean),
+    # the device group: hardware, driver, image digest, power mode
+    sa.Column("hardware", sa.String(128)),
+    sa.Column("driver", sa.String(64)),
+    sa.Column("image_digest", sa.String(128)),
+    sa.Column("power_mode", sa.String(64)),
+    sa.Column("verdict", sa.String(8)),  # valid, suspect, NULL: no validity record
+    sa.Column("stats_json", sa.Text),  # repeats' and blocks' img/s, suspect reasons, images, energy
 )
 
 devices = sa.Table(
@@ -180,12 +217,43 @@ def _spec_of(result_json: str | None, spec_json: str | None) -> dict[str, Any] |
     return None
 
 
+FACT_IDENTITY = ("job_id", "device_id", "attempt", "sweep_id", "outcome", "backend", "mode", "model", "dataset",
+                 "batch_size", "precision", "gpus", "img_per_s", "finished_at")
+
+
+def _v4_result_facts(conn: sa.Connection) -> None:
+    """result_facts, backfilled from every stored result (parsed once, here)."""
+    result_facts.create(conn, checkfirst=True)
+    rows = conn.execute(sa.select(*(results.c[k] for k in FACT_IDENTITY), results.c.result_json)
+                        .where(results.c.result_json.is_not(None))).all()
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        values = _facts_of(row[-1])
+        if values is not None:
+            batch.append({**dict(zip(FACT_IDENTITY, row[:-1])), **values})
+        if len(batch) >= 500:
+            conn.execute(result_facts.insert(), batch)
+            batch = []
+    if batch:
+        conn.execute(result_facts.insert(), batch)
+
+
+def _facts_of(result_json: str) -> dict[str, Any] | None:
+    from pydantic import ValidationError
+
+    try:
+        return facts_values(Result.from_stored_json(result_json))
+    except (ValidationError, ValueError):
+        return None  # a row no reader can parse either; comparisons skip it
+
+
 # version -> callable(connection). Version 1 creates the tables; later versions
 # alter them. Never edit an applied migration: add a new one.
 MIGRATIONS: dict[int, Any] = {
     1: _v1_tables,
     2: _v2_variant_columns,
     3: _v3_integrity,
+    4: _v4_result_facts,
 }
 
 
@@ -273,6 +341,47 @@ class Redispatch:
 
     device_id: str
     job: JobSpec
+
+
+class FactRow(NamedTuple):
+    """One result as comparisons read it: the cell's identity, the figure, the device group, the samples.
+
+    A named tuple, not a dataclass, and ``stats`` parsed on demand: comparisons build 100,000 of
+    them, and a history needs the figure alone."""
+
+    job_id: str
+    device_id: str
+    attempt: int
+    sweep_id: str | None
+    outcome: str
+    backend: str | None
+    mode: str | None
+    model: str | None
+    dataset: str | None
+    batch_size: int | None
+    precision: str | None
+    gpus: int | None
+    img_per_s: float | None
+    finished_at: datetime | None
+    data_format: str | None
+    compiled: bool | None
+    hardware: str | None
+    driver: str | None
+    image_digest: str | None
+    power_mode: str | None
+    verdict: str | None
+    stats_json: str | None
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The repeats' and blocks' img/s, suspect reasons, images, energy (controller/facts.py)."""
+        if not self.stats_json:
+            return {}
+        try:
+            doc = json.loads(self.stats_json)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
 
 def default_store_url() -> str:
@@ -488,7 +597,17 @@ class ResultStore:
             conn.execute(_SET_STATE, {**key, "k_from": current.value, "k_state": ev.state.value,
                                       "k_updated_at": _now()})
             if ev.state in TERMINAL_STATES:
-                conn.execute(self._ignoring(results), _result_values(ev, spec))
+                values = _result_values(ev, spec)
+                conn.execute(self._ignoring(results), values)
+                if ev.result is not None:  # the compact row comparisons read (controller/facts.py)
+                    try:
+                        facts = facts_values(ev.result)
+                    except Exception as exc:  # noqa: BLE001 - never lose a result over its summary row
+                        log.warning("job %s on %s: no comparison facts (%s: %s)", ev.job_id, ev.device_id,
+                                    type(exc).__name__, printable(exc, 200))
+                    else:
+                        conn.execute(self._ignoring(result_facts),
+                                     {**{k: values.get(k) for k in FACT_IDENTITY}, **facts})
         return True
 
     def _answers_our_message(self, conn: sa.Connection, ev: JobEvent) -> bool:
@@ -574,6 +693,89 @@ class ResultStore:
             q = q.limit(limit)
         with self.engine.connect() as conn:
             return [ResultRow(**row._mapping) for row in conn.execute(q)]
+
+    def select_results(
+        self,
+        *,
+        sweep_ids: Iterable[str] = (),
+        device_ids: Iterable[str] = (),
+        backends: Iterable[str] = (),
+        models: Iterable[str] = (),
+        workloads: Iterable[tuple[str, str]] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[ResultRow]:
+        """Stored results matching every filter given (each a set: any of its values), newest first."""
+        q = _where(sa.select(results), results, sweep_ids, device_ids, backends, models, workloads, since, until)
+        with self.engine.connect() as conn:
+            return [ResultRow(**row._mapping) for row in conn.execute(q.order_by(results.c.finished_at.desc()))]
+
+    def select_facts(
+        self,
+        *,
+        sweep_ids: Iterable[str] = (),
+        device_ids: Iterable[str] = (),
+        backends: Iterable[str] = (),
+        models: Iterable[str] = (),
+        workloads: Iterable[tuple[str, str]] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ok_only: bool = True,
+    ) -> list[FactRow]:
+        """The compact rows of comparisons (the result_facts table alone), oldest first.
+
+        Never reads results or their JSON. Results without facts (unparseable) are left out.
+        """
+        f = result_facts
+        sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite keeps times as text, which SQLAlchemy parses with a regular expression (a second per
+        # 100,000 rows); datetime.fromisoformat reads the same text ten times faster
+        cols = [sa.cast(f.c[k], sa.String).label(k) if sqlite and k == "finished_at" else f.c[k]
+                for k in FactRow._fields]
+        q = _where(sa.select(*cols), f, sweep_ids, device_ids, backends, models, workloads, since, until)
+        if ok_only:
+            q = q.where(f.c.outcome == "OK")
+        at = FactRow._fields.index("finished_at")
+        parse = datetime.fromisoformat
+        with self.engine.connect() as conn, gc_paused():
+            rows = conn.execute(q.order_by(f.c.finished_at, f.c.job_id)).all()
+            if not sqlite:
+                return [FactRow(*row) for row in rows]
+            return [FactRow(*row[:at], parse(row[at]) if row[at] else None, *row[at + 1:])  # type: ignore[call-arg]
+                    for row in rows]
+
+    def backfill_facts(self) -> int:
+        """Compute result_facts for stored results that have none (rows copied in from another store,
+        e.g. by scripts/make_report_fixture.py --merge); returns how many were added."""
+        r, f = results, result_facts
+        missing = (sa.select(*(r.c[k] for k in FACT_IDENTITY), r.c.result_json)
+                   .select_from(r.outerjoin(f, sa.and_(r.c.job_id == f.c.job_id, r.c.device_id == f.c.device_id,
+                                                       r.c.attempt == f.c.attempt)))
+                   .where(f.c.job_id.is_(None), r.c.result_json.is_not(None)))
+        added = 0
+        with self.engine.begin() as conn:
+            for row in conn.execute(missing).all():
+                values = _facts_of(row[-1])
+                if values is not None:
+                    conn.execute(self._ignoring(result_facts), {**dict(zip(FACT_IDENTITY, row[:-1])), **values})
+                    added += 1
+        return added
+
+    def job_tags(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """Tags of each (job, device) from its dispatched spec (a failed job has no Result to carry them)."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        out: dict[tuple[str, str], set[str]] = {}
+        ids = sorted({k[0] for k in wanted})
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+                found = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json)
+                                     .where(jobs.c.job_id.in_(ids[start:start + 500]))).all()
+                for j, d, spec in found:
+                    if (j, d) in wanted:
+                        out[(j, d)] = _spec_tags(spec)
+        return out
 
     def job_devices(self, job_id: str) -> list[str]:
         """The devices a job was dispatched to."""
@@ -668,3 +870,32 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
     if res is not None:
         values.update(img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s)
     return values
+
+
+def _spec_tags(spec_json: str | None) -> set[str]:
+    from pydantic import ValidationError
+
+    if not spec_json:
+        return set()
+    try:
+        return set(JobSpec.model_validate_json(spec_json).tags)
+    except ValidationError:
+        return set()
+
+
+def _where(q: Any, t: sa.Table, sweep_ids: Iterable[str], device_ids: Iterable[str], backends: Iterable[str],
+           models: Iterable[str], workloads: Iterable[tuple[str, str]], since: datetime | None,
+           until: datetime | None) -> Any:
+    for col, values in ((t.c.sweep_id, sweep_ids), (t.c.device_id, device_ids), (t.c.backend, backends),
+                        (t.c.model, models)):
+        values = sorted(set(values))
+        if values:
+            q = q.where(col.in_(values))
+    pairs = sorted(set(workloads))
+    if pairs:
+        q = q.where(sa.or_(*(sa.and_(t.c.model == m, t.c.dataset == d) for m, d in pairs)))
+    if since is not None:
+        q = q.where(t.c.finished_at >= since)
+    if until is not None:
+        q = q.where(t.c.finished_at <= until)
+    return q
