@@ -2,8 +2,10 @@
 
 Columns are flat and carry their units; library versions become ``lib_<name>``
 columns (the union over the exported rows). Derived figures (energy per image,
-GPU metrics of CPU-only results left empty) come from the same code as the
-report (:func:`controller.report.make_cell`), so an export and a report agree.
+the 95 % interval, GPU metrics of CPU-only results left empty, the validity
+verdict) come from the same code as the report (:func:`controller.cells.make_cell`),
+so an export and a report agree. The rows become one format-neutral table
+(controller/render/table.py) that the CSV and Parquet writers render.
 Parquet needs pyarrow (an optional extra).
 """
 
@@ -15,8 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from edgebench.controller.cells import job_variant, make_cell, workload_label
 from edgebench.controller.errors import ControllerError
-from edgebench.controller.report import job_variant, make_cell, workload_label
+from edgebench.controller.render.table import Column, Table, Value
 from edgebench.controller.store import ResultRow
 from edgebench.schemas import AgentStatus, Result
 
@@ -37,7 +42,10 @@ def _stat(stat: Any, name: str) -> float | None:
 
 
 def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterable[str] = ()) -> dict[str, Any]:
-    res: Result | None = row.result()
+    try:
+        res: Result | None = row.result()
+    except (ValidationError, ValueError):
+        res = None  # a row that does not parse exports its identity only
     cell = make_cell(row, res, variant=job_variant(row))
     out: dict[str, Any] = {
         "job_id": row.job_id, "device_id": row.device_id, "attempt": row.attempt, "sweep_id": row.sweep_id,
@@ -77,6 +85,9 @@ def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterabl
         "repeat_img_per_s_min": spread.min_img_per_s if spread else None,
         "repeat_img_per_s_max": spread.max_img_per_s if spread else None,
         "repeat_img_per_s_std": spread.std_img_per_s if spread and spread.n > 1 else None,
+        "img_per_s_ci95": cell.ci95,
+        "ci_basis": cell.ci_basis if cell.ci95 is not None else None,
+        "block_img_per_s": ",".join(f"{b:.6g}" for b in cell.block_rates) or None,
         "telemetry_source": tel.source if tel else None,
         "telemetry_samples": tel.samples if tel else None,
         "gpu_util_pct_mean": None if gpu_na else _stat(gpu.util_pct if gpu else None, "mean"),
@@ -92,6 +103,9 @@ def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterabl
         "cpu_pct_mean": cell.cpu_pct,
         "rss_peak_bytes": cell.rss_peak_bytes,
         "flags": ",".join(cell.flags),
+        "verdict": cell.verdict,
+        "validity_reasons": "; ".join(cell.validity_reasons) or None,
+        "validity_notes": "; ".join(cell.validity_notes) or None,
         "host": fp.host if fp else None,
         "os": fp.os if fp else None,
         "kernel": fp.kernel if fp else None,
@@ -124,24 +138,37 @@ def flat_rows(rows: list[ResultRow], statuses: dict[str, AgentStatus],
     return [{**{k: row.get(k) for k in base}, **{k: row.get(k) for k in libs}} for row in flat]
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+def export_table(rows: list[dict[str, Any]]) -> Table:
+    """Flat rows as a table: one column per key (units in the names), raw values."""
+    keys = list(rows[0]) if rows else []
+    return Table("export", "results", tuple(Column(k, k) for k in keys),
+                 tuple(tuple(Value(raw=row.get(k)) for k in keys) for row in rows))
+
+
+def _table(rows: list[dict[str, Any]] | Table) -> Table:
+    return rows if isinstance(rows, Table) else export_table(rows)
+
+
+def write_csv(rows: list[dict[str, Any]] | Table, path: Path) -> None:
+    table = _table(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        if not rows:
+        if not table.rows:
             return
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v.isoformat() if isinstance(v, datetime) else v
-                             for k, v in row.items()})
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([c.key for c in table.columns])
+        for row in table.rows:
+            writer.writerow(["" if v.raw is None else v.raw.isoformat() if isinstance(v.raw, datetime) else v.raw
+                             for v in row])
 
 
-def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+def write_parquet(rows: list[dict[str, Any]] | Table, path: Path) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ExportError(f"Parquet export needs pyarrow: pip install 'edgebench[parquet]' ({exc})") from None
+    table = _table(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows) if rows else pa.table({})
-    pq.write_table(table, path)
+    records = [{c.key: v.raw for c, v in zip(table.columns, row)} for row in table.rows]
+    pq.write_table(pa.Table.from_pylist(records) if records else pa.table({}), path)

@@ -1,361 +1,60 @@
-"""Comparison reports built from stored results (renderers live in controller/render/).
+"""Comparison reports built from stored results: the views (renderers live in controller/render/).
 
-A :class:`Report` holds one :class:`Cell` per (device, workload, mode, backend,
-batch size, precision, GPU count): the latest stored attempt. From the cells it
-derives the 2019 study's tables per device (img/s per backend and batch size,
-the ratio to a baseline backend), a fleet view (devices x backends for one
-workload) and scaling tables where several GPU counts exist. Every figure keeps
-its dispersion, and a cell carries flags where its number should not be read
-alone (noisy, few batches, too few telemetry samples) or compared blindly
-(mixed library versions, synthetic vs real data, different precision).
-
-Renderers must not compute anything: they format what is here, so that the
-terminal, Markdown, CSV, JSON and HTML outputs show the same numbers.
+Three steps, each in its own module: selection (controller/selection.py, the
+store's read methods do the SQL), cells (controller/cells.py: one per
+device x workload x backend x configuration, the latest attempt, with its
+figure, interval and flags), and the views here: the 2019 study's tables per
+device, a fleet view per workload, scaling tables, a roll-up per device
+across workloads, energy efficiency, and which backend is fastest where the
+intervals allow saying so. controller/render/tables.py turns the views into
+format-neutral tables once; every renderer only adds markup.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
-import sqlalchemy as sa
-
-from edgebench.controller.errors import ControllerUsageError
-from edgebench.controller.store import ResultRow, ResultStore, jobs
-from edgebench.schemas import AgentStatus, JobSpec, Result
+from edgebench.controller.cells import (
+    FEW_BATCHES,
+    FEW_TELEMETRY_SAMPLES,
+    NOISY_CI_REL,
+    WORKLOAD_NAMES,
+    Cell,
+    job_variant,
+    make_cell,
+    workload_label,
+    workload_rank,
+)
+from edgebench.controller.machines import DeviceInfo, device_info
+from edgebench.controller.ranking import Ranking, rank
+from edgebench.controller.selection import Selection, SelectionError, parse_time, select, workload_keys
+from edgebench.controller.stats import geometric_mean, t95
+from edgebench.controller.store import ResultRow, ResultStore
+from edgebench.schemas import AgentStatus, Result
 from edgebench.schemas.telemetry import UTILISATION_MEANING, TimeSeries
 
-WORKLOAD_NAMES = {
-    ("mlp", "fashion_mnist"): "Fashion-MNIST MLP",
-    ("cnn", "fashion_mnist"): "Fashion-MNIST CNN",
-    ("resnet56", "cifar10"): "CIFAR-10 ResNet-56",
-    ("resnet50", "synthetic_imagenet"): "synthetic ResNet-50",
-    ("resnet50", "imagenet"): "ImageNet ResNet-50",
-}
+__all__ = [
+    "BASELINE_PREFERENCE", "FEW_BATCHES", "FEW_TELEMETRY_SAMPLES", "NOISY_CI_REL", "WORKLOAD_NAMES", "Cell",
+    "DeviceInfo", "DeviceSection", "FleetTable", "PivotRow", "Ranking", "Report", "RollupTable", "ScalingRow",
+    "ScalingTable", "Selection", "SelectionError", "build_report", "choose_baseline", "job_tags", "job_variant",
+    "make_cell", "parse_time", "rank", "select", "t95", "workload_keys", "workload_label",
+]
 
 # Order in which a baseline is picked when none is given: the 2019 study's
 # reference (Keras on TensorFlow) first, then the native framework.
 BASELINE_PREFERENCE = ("keras-tensorflow", "torch", "keras-jax", "keras-torch", "keras-tensorflow1",
                        "keras-mxnet", "sleep")
 
-# Thresholds for the flags. Coefficients of variation (sd / mean).
-NOISY_REPEAT_CV = 0.10  # repeats of one job disagree by more than this
-NOISY_BATCH_CV = 0.50  # per-batch throughput jitters by more than this
-FEW_BATCHES = 20
-FEW_TELEMETRY_SAMPLES = 10
-
-# Two-sided 95 % Student t quantiles for n-1 degrees of freedom (n repeats).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-        10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def t95(dof: int) -> float:
-    if dof in _T95:
-        return _T95[dof]
-    known = [d for d in _T95 if d <= dof]
-    return _T95[max(known)] if dof < 30 else 1.96
-
-
-def workload_label(model: str, dataset: str) -> str:
-    return WORKLOAD_NAMES.get((model, dataset), f"{dataset} {model}")
-
-
-class SelectionError(ControllerUsageError, ValueError):
-    """A filter names something that does not parse (a time, a workload)."""
-
-
-# --- selection -----------------------------------------------------------------------
-
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_time(text: str, now: datetime | None = None) -> datetime:
-    """ISO date/time (naive = UTC) or an age such as ``30m``, ``12h``, ``7d``, ``2w``."""
-    text = text.strip()
-    m = _RELATIVE.match(text)
-    if m:
-        start = (now or datetime.now(timezone.utc)) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
-        return start.astimezone(timezone.utc)
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise SelectionError(f"not a time: {text!r} (use 2026-11-28, 2026-11-28T15:00 or an age like 12h, 7d)")\
-            from None
-    # stored times are UTC: compare in UTC (SQLite compares them as text)
-    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which stored results a report (or an export) covers."""
-
-    sweep: str | None = None
-    devices: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    workloads: tuple[str, ...] = ()  # catalogue names (fashion-mnist-mlp) or model/dataset
-    backends: tuple[str, ...] = ()
-    model: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def describe(self) -> str:
-        parts = []
-        if self.sweep:
-            parts.append(f"sweep {self.sweep}")
-        for name, values in (("device", self.devices), ("tag", self.tags), ("workload", self.workloads),
-                             ("backend", self.backends)):
-            if values:
-                parts.append(f"{name} {', '.join(values)}")
-        if self.model:
-            parts.append(f"model {self.model}")
-        if self.since:
-            parts.append(f"since {self.since:%Y-%m-%d %H:%M} UTC")
-        if self.until:
-            parts.append(f"until {self.until:%Y-%m-%d %H:%M} UTC")
-        return "; ".join(parts) or "all stored results"
-
-
-def _workload_keys(names: tuple[str, ...]) -> set[tuple[str, str]]:
-    from edgebench.runner.catalogue import WORKLOADS
-
-    keys = set()
-    for name in names:
-        if name in WORKLOADS:
-            keys.add((str(WORKLOADS[name]["model"]), str(WORKLOADS[name]["dataset"])))
-        elif "/" in name:
-            model, dataset = name.split("/", 1)
-            keys.add((model, dataset))
-        else:
-            raise SelectionError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)} (or model/dataset)")
-    return keys
-
 
 def job_tags(store: ResultStore, rows: list[ResultRow]) -> dict[tuple[str, str], set[str]]:
-    """Tags of each (job, device) from its dispatched spec (failed jobs have no Result)."""
-    ids = {r.job_id for r in rows}
-    if not ids:
-        return {}
-    with store.engine.connect() as conn:
-        found = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json)
-                             .where(jobs.c.job_id.in_(ids))).all()
-    return {(j, d): set(JobSpec.model_validate_json(s).tags) for j, d, s in found}
+    """Tags of each (job, device) from its dispatched spec (the store's read method)."""
+    return store.job_tags((r.job_id, r.device_id) for r in rows)
 
 
-def select(store: ResultStore, selection: Selection) -> tuple[list[ResultRow], dict[str, AgentStatus]]:
-    """The stored results a selection covers, and the statuses of the devices they ran on."""
-    # single values go to SQL; lists and tags are filtered here
-    rows = store.results(sweep_id=selection.sweep, model=selection.model, since=selection.since,
-                         until=selection.until,
-                         device_id=selection.devices[0] if len(selection.devices) == 1 else None,
-                         backend=selection.backends[0] if len(selection.backends) == 1 else None)
-    statuses = {s.device_id: s for s in store.devices()}
-    if selection.devices:
-        rows = [r for r in rows if r.device_id in selection.devices]
-    if selection.backends:
-        rows = [r for r in rows if r.backend in selection.backends]
-    if selection.workloads:
-        keys = _workload_keys(selection.workloads)
-        rows = [r for r in rows if (r.model, r.dataset) in keys]
-    if selection.tags:
-        wanted = set(selection.tags)
-        spec_tags = job_tags(store, rows)
-        rows = [r for r in rows
-                if wanted & set(statuses[r.device_id].tags if r.device_id in statuses else ())
-                or wanted & spec_tags.get((r.job_id, r.device_id), set())]
-    used = {r.device_id for r in rows}
-    return rows, {d: s for d, s in statuses.items() if d in used}
-
-
-# --- cells ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One backend x configuration on one device and workload (the latest attempt)."""
-
-    device_id: str
-    workload: str  # human label, e.g. "Fashion-MNIST MLP"
-    model: str
-    dataset: str
-    mode: str
-    backend: str
-    batch_size: int
-    precision: str
-    gpus: int
-    outcome: str  # OK, OOM, FAILED, TIMED_OUT
-    job_id: str
-    finished_at: datetime | None = None
-    reason: str | None = None
-    # throughput: images / measured window of the median repeat
-    img_per_s: float | None = None
-    median_img_per_s: float | None = None  # per batch
-    mean_img_per_s: float | None = None  # per batch
-    batch_sd: float | None = None  # sd of per-batch img/s
-    n_batches: int | None = None
-    n_samples: int | None = None  # per-batch samples behind batch_sd (fewer than n_batches when pooled)
-    window_s: float | None = None
-    repeats: int = 0
-    repeat_sd: float | None = None  # sd of the repeats' window img/s
-    repeat_min: float | None = None
-    repeat_max: float | None = None
-    ci95: float | None = None  # half-width of the 95 % t-interval of the repeats' mean
-    ratio: float | None = None  # img/s over the baseline backend's, same device/workload/config
-    # telemetry, inside the measured windows
-    cpu_only: bool = True  # no GPU asked for or none observed: GPU metrics are "n/a"
-    telemetry_source: str | None = None
-    telemetry_samples: int | None = None
-    gpu_util_pct: float | None = None
-    sm_clock_mhz: float | None = None
-    power_w: float | None = None
-    energy_j: float | None = None
-    energy_j_per_img: float | None = None
-    peak_mem_bytes: int | None = None
-    mem_policy: str | None = None
-    cpu_pct: float | None = None  # runner process tree, % of one core
-    rss_peak_bytes: int | None = None
-    data_source: str | None = None
-    libraries: dict[str, str] = field(default_factory=dict)
-    flags: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "OK" and self.img_per_s is not None
-
-    @property
-    def sd(self) -> float | None:
-        """The dispersion shown beside img/s: over repeats when there are several, else per batch."""
-        return self.repeat_sd if self.repeats >= 2 else self.batch_sd
-
-    @property
-    def sd_basis(self) -> str:
-        if self.repeats >= 2:
-            return f"{self.repeats} repeats"
-        if not self.n_batches:
-            return "-"
-        if self.n_samples is not None and self.n_samples != self.n_batches:
-            return f"{self.n_samples} samples of {self.n_batches} batches"
-        return f"{self.n_batches} batches"
-
-    @property
-    def config(self) -> tuple[str, str, str, int, str, int]:
-        """Everything but device and backend: what a comparison holds fixed."""
-        return (self.model, self.dataset, self.mode, self.batch_size, self.precision, self.gpus)
-
-
-def _cv(sd: float | None, mean: float | None) -> float | None:
-    return sd / mean if sd is not None and mean else None
-
-
-def job_variant(r: ResultRow) -> str:
-    """Knobs the job set explicitly beyond precision (layout, compilation), as a label suffix.
-
-    Part of a cell's identity, so that a knob sweep's configurations are not
-    merged into one cell; shown beside the precision.
-    """
-    parts = []
-    if r.data_format:
-        parts.append(str(r.data_format))
-    if r.compiled is not None:
-        parts.append("compiled" if r.compiled else "eager")
-    return "".join(f" · {p}" for p in parts)
-
-
-def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
-    """variant: job_variant(r), computed once by the caller."""
-    base: dict[str, Any] = dict(
-        # rows stored before unsolicited events were kept apart may lack any of these
-        device_id=r.device_id, workload=workload_label(r.model or "?", r.dataset or "?"), model=r.model or "?",
-        dataset=r.dataset or "?", mode=r.mode or "?", backend=r.backend or "?", batch_size=r.batch_size or 0,
-        precision=(r.precision or "?") + variant,
-        gpus=r.gpus or 0,
-        outcome=r.outcome, job_id=r.job_id, finished_at=r.finished_at, reason=r.reason,
-        cpu_only=(r.gpus or 0) == 0,
-    )
-    if res is None:
-        return Cell(**base)
-    runs = [run.throughput.window_img_per_s for run in res.runs]
-    repeat_sd = statistics.stdev(runs) if len(runs) >= 2 else None
-    tel = res.telemetry
-    gpus = tel.gpus if tel else []
-    cpu_only = res.gpus == 0 or tel is None or tel.source == "none" or not gpus
-    first = gpus[0] if gpus else None
-    peaks = [g.process_mem_bytes_peak or g.mem_used_bytes_peak for g in gpus]
-    # Energy covers every measured window (all repeats), so it is divided by
-    # the images of all repeats, not by one repeat's.
-    images = sum(run.throughput.images for run in res.runs)
-    energy = tel.energy_j if tel else None
-    flags = []
-    if repeat_sd is not None and (_cv(repeat_sd, statistics.mean(runs)) or 0) > NOISY_REPEAT_CV:
-        flags.append("noisy")
-    elif (_cv(res.summary.std_img_per_s, res.summary.mean_img_per_s) or 0) > NOISY_BATCH_CV:
-        flags.append("noisy")
-    if res.summary.n_batches < FEW_BATCHES:
-        flags.append("few batches")
-    if tel is not None and not cpu_only and tel.samples < FEW_TELEMETRY_SAMPLES:
-        flags.append("few samples")
-    base.update(
-        img_per_s=res.summary.window_img_per_s,
-        median_img_per_s=res.summary.median_img_per_s,
-        mean_img_per_s=res.summary.mean_img_per_s,
-        batch_sd=res.summary.std_img_per_s,
-        n_batches=res.summary.n_batches,
-        n_samples=res.summary.n_samples,
-        window_s=res.summary.window_s,
-        repeats=len(runs),
-        repeat_sd=repeat_sd,
-        repeat_min=min(runs) if runs else None,
-        repeat_max=max(runs) if runs else None,
-        ci95=t95(len(runs) - 1) * repeat_sd / math.sqrt(len(runs)) if repeat_sd is not None else None,
-        cpu_only=cpu_only,
-        telemetry_source=tel.source if tel else None,
-        telemetry_samples=tel.samples if tel else None,
-        gpu_util_pct=first.util_pct.mean if first and first.util_pct else None,
-        sm_clock_mhz=first.sm_clock_mhz.mean if first and first.sm_clock_mhz else None,
-        power_w=sum(g.power_w.mean for g in gpus if g.power_w) if any(g.power_w for g in gpus) else None,
-        energy_j=energy,
-        energy_j_per_img=(energy / images) if energy and images else None,
-        peak_mem_bytes=sum(p for p in peaks if p) or None,
-        mem_policy=(tel.memory_policy if tel else None) or res.knobs.get("memory"),
-        cpu_pct=tel.cpu_pct.mean if tel and tel.cpu_pct else None,
-        rss_peak_bytes=tel.rss_bytes_peak if tel else None,
-        data_source=res.data_source,
-        libraries=dict(res.fingerprint.libraries),
-        flags=tuple(flags),
-    )
-    return Cell(**base)
-
-
-# --- derived tables ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What a reader needs to know about a machine (from its results' fingerprints)."""
-
-    device_id: str
-    host: str = ""
-    os: str = ""
-    cpu: str = ""
-    cores: str = ""
-    ram_bytes: int | None = None
-    gpus: str = "none"
-    driver: str = ""
-    python: str = ""
-    agent_version: str = ""
-    tags: tuple[str, ...] = ()
-    libraries: dict[str, dict[str, str]] = field(default_factory=dict)  # backend -> library -> version
-    fingerprints: int = 0  # distinct fingerprints seen (hardware/OS); > 1 means the box changed
-
-    @property
-    def has_gpu(self) -> bool:
-        return self.gpus != "none"
+# --- views ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -369,6 +68,10 @@ class PivotRow:
     gpus: int
     cells: dict[str, Cell]  # backend -> cell
 
+    @property
+    def ranking(self) -> Ranking:
+        return rank(list(self.cells.values()))
+
 
 @dataclass(frozen=True)
 class DeviceSection:
@@ -378,9 +81,18 @@ class DeviceSection:
     backends: list[str]
 
 
+ChartConfig = tuple[int, str, int]  # batch size, precision (with knobs), GPUs
+
+
 @dataclass(frozen=True)
 class FleetTable:
-    """Devices x backends for one workload: each (device, backend) at its fastest configuration."""
+    """Devices x backends for one workload.
+
+    ``cells``: each (device, backend) at its fastest configuration (the table);
+    ``chart_cells``: each at the one configuration ``chart_config``, the one
+    most (device, backend) pairs ran, so that the chart's bars compare like
+    with like and say which configuration in its title.
+    """
 
     workload: str
     mode: str
@@ -388,18 +100,26 @@ class FleetTable:
     backends: list[str]
     cells: dict[tuple[str, str], Cell]  # (device, backend) -> the fastest OK cell, else the latest failure
     notes: list[str]
+    chart_config: ChartConfig | None = None
+    chart_cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+
+    def ranking(self, device: str) -> Ranking:
+        return rank([c for (d, _), c in self.cells.items() if d == device])
 
     def winner(self, device: str) -> Cell | None:
-        ok = [c for (d, _), c in self.cells.items() if d == device and c.ok]
-        return max(ok, key=lambda c: c.img_per_s or 0.0) if ok else None
+        """The fastest backend on a device where it is separable from the runner-up."""
+        return self.ranking(device).winner
 
     def best_device(self, backend: str) -> Cell | None:
-        ok = [c for (_, b), c in self.cells.items() if b == backend and c.ok]
-        return max(ok, key=lambda c: c.img_per_s or 0.0) if ok else None
+        return rank([c for (_, b), c in self.cells.items() if b == backend]).leader
 
     def overall(self) -> Cell | None:
-        ok = [c for c in self.cells.values() if c.ok]
-        return max(ok, key=lambda c: c.img_per_s or 0.0) if ok else None
+        return rank(list(self.cells.values())).leader
+
+    @property
+    def chart_missing(self) -> list[tuple[str, str]]:
+        """(device, backend) pairs in the table with no OK result at the chart's configuration."""
+        return [k for k, c in sorted(self.cells.items()) if c.ok and k not in self.chart_cells]
 
 
 @dataclass(frozen=True)
@@ -422,6 +142,16 @@ class ScalingTable:
     rows: list[ScalingRow]
 
 
+@dataclass(frozen=True)
+class RollupTable:
+    """Per device and backend, the geometric mean over configurations of the ratio to the baseline."""
+
+    baseline: str
+    devices: list[str]
+    backends: list[str]
+    values: dict[tuple[str, str], tuple[float, int]]  # (device, backend) -> (geomean ratio, configurations)
+
+
 @dataclass
 class Report:
     baseline: str
@@ -434,7 +164,6 @@ class Report:
     utilisation_meaning: str = UTILISATION_MEANING
     timeseries: dict[tuple[str, str], TimeSeries] = field(default_factory=dict, repr=False)  # (device, job)
 
-    # -- views ----------------------------------------------------------------------
     def groups(self) -> dict[tuple[str, str, str], list[Cell]]:
         out: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
         for c in self.cells:
@@ -450,7 +179,7 @@ class Report:
         """(workload label, mode) in catalogue order."""
         seen: dict[tuple[str, str], tuple[int, str]] = {}
         for c in self.cells:
-            seen.setdefault((c.workload, c.mode), (_workload_rank(c.model, c.dataset), c.mode))
+            seen.setdefault((c.workload, c.mode), (workload_rank(c.model, c.dataset), c.mode))
         return sorted(seen, key=lambda k: (seen[k], k[0]))
 
     def device_sections(self) -> list[DeviceSection]:
@@ -459,7 +188,7 @@ class Report:
             cells = [c for c in self.cells if c.device_id == device_id]
             rows: dict[tuple[Any, ...], dict[str, Cell]] = defaultdict(dict)
             for c in cells:
-                rows[(c.workload, c.mode, c.batch_size, c.precision, c.gpus, _workload_rank(c.model, c.dataset))][
+                rows[(c.workload, c.mode, c.batch_size, c.precision, c.gpus, workload_rank(c.model, c.dataset))][
                     c.backend] = c
             pivot = [PivotRow(k[0], k[1], k[2], k[3], k[4], v)
                      for k, v in sorted(rows.items(), key=lambda kv: (kv[0][5], kv[0][0], kv[0][1], kv[0][4],
@@ -481,8 +210,10 @@ class Report:
                 if prev is None or (c.ok and (not prev.ok or (c.img_per_s or 0) > (prev.img_per_s or 0))):
                     chosen[key] = c
             backends = _ordered_backends({c.backend for c in cells}, self.baseline)
+            config = _chart_config(cells)
+            at_config = {(c.device_id, c.backend): c for c in cells if c.ok and _config_key(c) == config}
             out.append(FleetTable(workload, mode, [d for d in devices if any(k[0] == d for k in chosen)],
-                                  backends, chosen, _fleet_notes(list(chosen.values()))))
+                                  backends, chosen, _fleet_notes(list(chosen.values())), config, at_config))
         return out
 
     def scaling_tables(self) -> list[ScalingTable]:
@@ -509,6 +240,19 @@ class Report:
                                     base_gpus=base.gpus if base else cells[0].gpus, rows=rows))
         return out
 
+    def rollup(self) -> RollupTable | None:
+        """Geometric mean of each backend's ratios to the baseline across workloads, per device."""
+        ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for c in self.cells:
+            if c.ok and c.ratio and c.backend != self.baseline:
+                ratios[(c.device_id, c.backend)].append(c.ratio)
+        values = {k: (g, len(v)) for k, v in ratios.items() if (g := geometric_mean(v)) is not None}
+        if not values:
+            return None
+        devices = sorted({d for d, _ in values})
+        backends = [b for b in self.backends if any((d, b) in values for d in devices)]
+        return RollupTable(self.baseline, devices, backends, values)
+
     def timeseries_job(self, job_id: str | None = None) -> Cell | None:
         """The job whose time series the report shows: the one asked for (a unique prefix will
         do), else the first GPU job that has one, else the first job that has one."""
@@ -520,9 +264,20 @@ class Report:
         return next((c for c in with_ts if not c.cpu_only and c.ok), next((c for c in with_ts if c.ok), None))
 
 
-def _workload_rank(model: str, dataset: str) -> int:
-    order = list(WORKLOAD_NAMES)
-    return order.index((model, dataset)) if (model, dataset) in order else len(order)
+def _config_key(c: Cell) -> ChartConfig:
+    # a CPU job (0 GPUs) and a 1-GPU job both use one device's worth: same configuration
+    return (c.batch_size, c.precision, max(c.gpus, 1))
+
+
+def _chart_config(cells: list[Cell]) -> ChartConfig | None:
+    """The configuration most (device, backend) pairs ran OK; ties: the smallest batch size."""
+    pairs: dict[ChartConfig, set[tuple[str, str]]] = defaultdict(set)
+    for c in cells:
+        if c.ok:
+            pairs[_config_key(c)].add((c.device_id, c.backend))
+    if not pairs:
+        return None
+    return min(pairs, key=lambda k: (-len(pairs[k]), k[0], k[2], k[1]))
 
 
 def _ordered_backends(backends: set[str], baseline: str) -> list[str]:
@@ -557,6 +312,9 @@ def _fleet_notes(cells: list[Cell]) -> list[str]:
     for backend, versions in sorted(by_backend.items()):
         if len(versions) > 1:
             notes.append(f"{backend}: library versions differ between devices ({_version_diff(versions)})")
+    suspect = sorted({f"{c.device_id}/{c.backend}" for c in ok if c.suspect})
+    if suspect:
+        notes.append(f"suspect measurements (validity record): {', '.join(suspect)}")
     return notes
 
 
@@ -587,38 +345,23 @@ def _flag_incomparable(cells: list[Cell]) -> list[Cell]:
             for i in idxs:
                 extra[i].append("mixed library versions")
     for i, flags in extra.items():
-        c = out[i]
-        out[i] = Cell(**{**c.__dict__, "flags": c.flags + tuple(f for f in flags if f not in c.flags)})
+        out[i] = out[i].with_flags(flags)
     return out
-
-
-def _device_info(device_id: str, results: list[Result], status: AgentStatus | None) -> DeviceInfo:
-    if not results:
-        return DeviceInfo(device_id, tags=tuple(status.tags) if status else (), host=status.host if status else "",
-                          gpus=", ".join(g.name for g in status.gpus) if status and status.gpus else "none")
-    fp = max(results, key=lambda r: r.finished_at).fingerprint
-    libraries: dict[str, dict[str, str]] = {}
-    for r in sorted(results, key=lambda r: r.finished_at):
-        libraries[r.backend.value] = dict(r.fingerprint.libraries)
-    hardware = {(r.fingerprint.host, r.fingerprint.cpu_model, r.fingerprint.ram_bytes,
-                 tuple((g.name, g.driver) for g in r.fingerprint.gpus), r.fingerprint.os) for r in results}
-    gpu_names: dict[str, int] = defaultdict(int)
-    for g in fp.gpus:
-        gpu_names[g.name] += 1
-    gpus = ", ".join(f"{n}× {name}" if n > 1 else name for name, n in gpu_names.items()) or "none"
-    first = fp.gpus[0] if fp.gpus else None
-    return DeviceInfo(
-        device_id=device_id, host=fp.host, os=fp.os, cpu=fp.cpu_model,
-        cores=f"{fp.cpu_cores_physical or '?'}C/{fp.cpu_cores_logical}T", ram_bytes=fp.ram_bytes, gpus=gpus,
-        driver=f"driver {first.driver}, CUDA {first.cuda}" if first and first.driver else "",
-        python=fp.python, agent_version=fp.agent_version, tags=tuple(status.tags) if status else (),
-        libraries=libraries, fingerprints=len(hardware),
-    )
 
 
 def _with_ratio(c: Cell, reference: float | None) -> Cell:
     ratio = c.img_per_s / reference if c.ok and c.img_per_s and reference else None
-    return Cell(**{**c.__dict__, "ratio": ratio})
+    return replace(c, ratio=ratio)
+
+
+def _parse(row: ResultRow) -> Result | None:
+    """A row's result, or None where it does not parse (a reader never crashes on one bad row)."""
+    from pydantic import ValidationError
+
+    try:
+        return row.result()
+    except (ValidationError, ValueError):
+        return None
 
 
 def build_report(
@@ -628,21 +371,28 @@ def build_report(
     statuses: dict[str, AgentStatus] | None = None,
     selection: Selection | None = None,
     store_url: str = "",
+    generated_at: datetime | None = None,
 ) -> Report:
-    """The latest attempt per (device, workload, mode, backend, batch, precision, gpus)."""
+    """The latest attempt per (device, workload, mode, backend, batch, precision, gpus, knobs)."""
     latest: dict[tuple[Any, ...], ResultRow] = {}
-    for r in sorted(rows, key=lambda r: (r.finished_at is None, r.finished_at)):
-        if r.outcome in ("REJECTED", "CANCELED") or r.backend is None or r.model is None:
+    skipped = 0
+    for r in sorted(rows, key=lambda r: (r.finished_at is None, r.finished_at or datetime.min)):
+        if r.outcome in ("REJECTED", "CANCELED"):
+            continue
+        if r.backend is None or r.model is None or r.dataset is None or r.batch_size is None \
+                or r.precision is None or r.mode is None:
+            skipped += 1  # a job whose spec the store never saw: nothing to place it under
             continue
         key = (r.device_id, r.model, r.dataset, r.mode, r.backend, r.batch_size, r.precision, r.gpus,
                job_variant(r))
         latest[key] = r
     base_name = choose_baseline(list(latest.values()), baseline)
-    parsed = {k: r.result() for k, r in latest.items()}
+    parsed = {k: _parse(r) for k, r in latest.items()}
+    unparsed = sum(1 for k, r in latest.items() if r.result_json and parsed[k] is None)
     cells = [make_cell(r, parsed[k], variant=k[-1]) for k, r in latest.items()]
     reference = {(c.device_id, *c.config): c.img_per_s for c in cells if c.backend == base_name and c.ok}
     cells = [_with_ratio(c, reference.get((c.device_id, *c.config))) for c in cells]
-    cells.sort(key=lambda c: (c.device_id, _workload_rank(c.model, c.dataset), c.workload, c.mode, c.gpus,
+    cells.sort(key=lambda c: (c.device_id, workload_rank(c.model, c.dataset), c.workload, c.mode, c.gpus,
                               c.precision, c.batch_size, c.backend != base_name, c.backend))
     cells = _flag_incomparable(cells)
     statuses = statuses or {}
@@ -650,14 +400,19 @@ def build_report(
     for res in parsed.values():
         if res is not None:
             by_device[res.device_id].append(res)
-    devices = {d: _device_info(d, by_device.get(d, []), statuses.get(d)) for d in sorted({c.device_id for c in cells})}
+    devices = {d: device_info(d, by_device.get(d, []), statuses.get(d)) for d in sorted({c.device_id for c in cells})}
     notes = []
     if base_name and not any(c.backend == base_name for c in cells):
         notes.append(f"baseline backend {base_name!r} has no results in this selection: no ratios")
     for d in devices.values():
         if d.fingerprints > 1:
             notes.append(f"{d.device_id}: results come from {d.fingerprints} different machine fingerprints")
+    if skipped:
+        notes.append(f"{skipped} stored result(s) without a job description (backend, workload) are left out")
+    if unparsed:
+        notes.append(f"{unparsed} stored result(s) did not parse and show without figures")
     timeseries = {(res.device_id, res.job_id): res.timeseries for res in parsed.values()
                   if res is not None and res.timeseries is not None and res.timeseries.t_s}
     return Report(baseline=base_name, cells=cells, devices=devices, selection=selection or Selection(),
-                  store_url=store_url, notes=notes, timeseries=timeseries)
+                  store_url=store_url, notes=notes, timeseries=timeseries,
+                  generated_at=generated_at or datetime.now(timezone.utc))

@@ -62,6 +62,8 @@ _STYLE: dict[str, Any] = {
     "ytick.color": MUTED,
     "legend.frameon": False,
     "legend.fontsize": 8.5,
+    # labels are data (device ids, library versions): never parse "$...$" as mathtext
+    "text.parse_math": False,
 }
 
 
@@ -131,10 +133,12 @@ def _plain_log_ticks(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
-def _log_limits(values: list[float]) -> tuple[float, float]:
+def _log_limits(values: list[float], rotated: bool = False) -> tuple[float, float]:
+    """Room above the highest whisker for its label (more when labels stand on end)."""
     lo = min(values) if values else 1.0
     hi = max(values) if values else 10.0
-    return 10 ** math.floor(math.log10(max(lo, 1e-3)) - 0.15), 10 ** (math.log10(max(hi, 1e-3)) + 0.45)
+    head = 0.75 if rotated else 0.45
+    return 10 ** math.floor(math.log10(max(lo, 1e-3)) - 0.15), 10 ** (math.log10(max(hi, 1e-3)) + head)
 
 
 def _grouped_bars(ax: Axes, groups: list[str], series: list[str], value: Any, *, log: bool, label_fmt: Any,
@@ -161,7 +165,10 @@ def _grouped_bars(ax: Axes, groups: list[str], series: list[str], value: Any, *,
             e = err(i, s) if err else None
             ax.bar(x, v, width * 0.92, color=colour(s, series), label=s if i == 0 else None,
                    yerr=e if e else None, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": INK})
-            ax.annotate(label_fmt(v), (x, v), xytext=(0, 2 + (4 if e else 0)), textcoords="offset points",
+            # the label sits above the whisker's cap, never on it
+            top = v + (e or 0.0)
+            values.append(top)
+            ax.annotate(label_fmt(v), (x, top), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=7, color=INK, rotation=90 if n > 3 else 0)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_xlim(-0.6, len(groups) - 0.4)
@@ -169,10 +176,10 @@ def _grouped_bars(ax: Axes, groups: list[str], series: list[str], value: Any, *,
     if log:
         ax.set_yscale("log")
         if values:
-            ax.set_ylim(*_log_limits(values))
+            ax.set_ylim(*_log_limits(values, rotated=n > 3))
         _plain_log_ticks(ax)
     elif values:
-        ax.set_ylim(0, max(values) * 1.25)
+        ax.set_ylim(0, max(values) * (1.45 if n > 3 else 1.25))
 
 
 def _legend(fig: Figure, series: list[str]) -> None:
@@ -202,9 +209,9 @@ def figure4(section: DeviceSection) -> str:
 
     def sd(i: int, b: str) -> float | None:
         c = cell(i, b)
-        if c is None or not c.ok or c.sd is None or c.img_per_s is None:
+        if c is None or not c.ok or c.ci95 is None or c.img_per_s is None:
             return None
-        return min(c.sd, c.img_per_s * 0.999)  # a log axis cannot draw below zero
+        return min(c.ci95, c.img_per_s * 0.999)  # a log axis cannot draw below zero
 
     def failed(i: int, b: str) -> str | None:
         c = cell(i, b)
@@ -221,7 +228,7 @@ def figure4(section: DeviceSection) -> str:
         left, right = fig.subplots(1, 2)
         _grouped_bars(left, groups, backends, rate, log=True, label_fmt=_rate_label, err=sd, na_text="",
                       fail=failed)
-        left.set_title("Speed: img/s (log scale, ± sd)")
+        left.set_title("Speed: img/s (log scale, ± 95 % interval)")
         _grouped_bars(right, groups, backends, util, log=False, label_fmt=lambda v: f"{v:.0f}", fail=failed,
                       na_text="n/a" if not cpu_only else "")
         if cpu_only:
@@ -233,34 +240,81 @@ def figure4(section: DeviceSection) -> str:
         return to_svg(fig, f"{section.device.device_id}: img/s and utilisation per backend and workload")
 
 
+def config_title(config: tuple[int, str, int] | None) -> str:
+    if config is None:
+        return ""
+    bs, precision, gpus = config
+    return f"bs {bs}, {precision}" + (f", {gpus} GPUs" if gpus > 1 else "")
+
+
 def fleet_chart(table: FleetTable) -> str:
-    """Devices x backends for one workload (each at its fastest configuration)."""
+    """Devices x backends for one workload, every bar at the table's one chart configuration."""
+    devices = [d for d in table.devices if any(k[0] == d for k in table.chart_cells)]
 
     def cell(i: int, b: str) -> Cell | None:
-        return table.cells.get((table.devices[i], b))
+        return table.chart_cells.get((devices[i], b))
 
     def rate(i: int, b: str) -> float | None:
         c = cell(i, b)
         return c.img_per_s if c is not None and c.ok else None
 
-    def sd(i: int, b: str) -> float | None:
+    def ci(i: int, b: str) -> float | None:
         c = cell(i, b)
-        if c is None or not c.ok or c.sd is None or c.img_per_s is None:
+        if c is None or not c.ok or c.ci95 is None or c.img_per_s is None:
             return None
-        return min(c.sd, c.img_per_s * 0.999)
-
-    def failed(i: int, b: str) -> str | None:
-        c = cell(i, b)
-        return f.outcome_text(c) if c is not None and not c.ok else None
+        return min(c.ci95, c.img_per_s * 0.999)
 
     with _style(f"fleet-{table.workload}-{table.mode}"):
-        fig = _figure(_width(3.0 + 0.45 * len(table.devices) * max(2, len(table.backends))), 3.0)
+        fig = _figure(_width(3.0 + 0.45 * len(devices) * max(2, len(table.backends))), 3.2)
         ax = fig.subplots()
-        _grouped_bars(ax, table.devices, table.backends, rate, log=True, label_fmt=_rate_label, err=sd,
-                      na_text="", fail=failed)
-        ax.set_title(f"{f.section_title(table.workload, table.mode)}: img/s per device and backend (log scale)")
+        _grouped_bars(ax, devices, table.backends, rate, log=True, label_fmt=_rate_label, err=ci, na_text="")
+        ax.set_title(f"{f.section_title(table.workload, table.mode)}: img/s at {config_title(table.chart_config)} "
+                     "(log scale, ± 95 % interval)")
         _legend(fig, table.backends)
-        return to_svg(fig, f"fleet view, {table.workload}")
+        return to_svg(fig, f"fleet view, {table.workload}, at {config_title(table.chart_config)}")
+
+
+def energy_chart(table: FleetTable) -> str | None:
+    """img/J (inferences/J) per device and backend, each at its fastest configuration, named on the bar."""
+    cells = {k: c for k, c in table.cells.items() if c.ok and c.img_per_j is not None}
+    if not cells:
+        return None
+    devices = [d for d in table.devices if any(k[0] == d for k in cells)]
+    backends = [b for b in table.backends if any(k[1] == b for k in cells)]
+    unit = f.per_j_unit(table.mode)
+
+    def value(i: int, b: str) -> float | None:
+        c = cells.get((devices[i], b))
+        return c.img_per_j if c is not None else None
+
+    def label(c: Cell) -> str:
+        return f"{_rate_label(c.img_per_j or 0.0)}\n{f.config_text(c)}"
+
+    with _style(f"energy-{table.workload}-{table.mode}"):
+        fig = _figure(_width(3.0 + 0.55 * len(devices) * max(2, len(backends))), 3.2)
+        ax = fig.subplots()
+        n = max(len(backends), 1)
+        width = 0.8 / n
+        tops = []
+        for j, b in enumerate(backends):
+            for i in range(len(devices)):
+                c = cells.get((devices[i], b))
+                if c is None or c.img_per_j is None:
+                    continue
+                x = i - 0.4 + width * (j + 0.5)
+                ax.bar(x, c.img_per_j, width * 0.92, color=colour(b, backends))
+                ax.annotate(label(c), (x, c.img_per_j), xytext=(0, 3), textcoords="offset points", ha="center",
+                            va="bottom", fontsize=6.5, color=INK)
+                tops.append(c.img_per_j)
+        ax.set_xticks(range(len(devices)), devices)
+        ax.set_xlim(-0.6, len(devices) - 0.4)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(0, max(tops) * 1.35)
+        ax.set_ylabel(unit)
+        ax.set_title(f"{f.section_title(table.workload, table.mode)}: {unit}, GPU energy\n"
+                     "(each bar at its fastest configuration, named on it)")
+        _legend(fig, backends)
+        return to_svg(fig, f"energy efficiency, {table.workload}")
 
 
 def batch_chart(section: DeviceSection) -> str | None:
@@ -281,7 +335,7 @@ def batch_chart(section: DeviceSection) -> str | None:
                 ok = [c for c in mine if c.ok]
                 if ok:
                     ax.errorbar([c.batch_size for c in ok], [c.img_per_s for c in ok],
-                                yerr=[min(c.sd or 0.0, (c.img_per_s or 0.0) * 0.999) for c in ok],
+                                yerr=[min(c.ci95 or 0.0, (c.img_per_s or 0.0) * 0.999) for c in ok],
                                 color=colour(b, section.backends), marker="o", markersize=4, linewidth=1.6,
                                 capsize=2, elinewidth=0.8, label=b)
                 for c in mine:
@@ -401,8 +455,23 @@ def timeseries_chart(cell: Cell, ts: TimeSeries) -> str:
         else:
             power_ax.set_title("Power: not reported by this device")
             power_ax.set_yticks([])
-        power_ax.set_xlabel("seconds since the job's first sample (shaded: measured windows)")
+        span = _zoom(ts)
+        if span is not None:
+            power_ax.set_xlim(*span)  # shared x: every panel zooms
+        power_ax.set_xlabel("seconds since the job's first sample (zoomed to the measured windows, shaded; "
+                            f"the job ran {ts.t_s[-1] if ts.t_s else 0:.0f} s)")
         return to_svg(fig, f"time series of job {cell.job_id}")
+
+
+def _zoom(ts: TimeSeries) -> tuple[float, float] | None:
+    """The measured windows plus 5 % of their span on each side (at least one sample interval)."""
+    spans = ts.windows or ([ts.window] if ts.window else [])
+    if not spans:
+        return None
+    lo, hi = min(b for b, _ in spans), max(e for _, e in spans)
+    step = (ts.t_s[-1] - ts.t_s[0]) / max(len(ts.t_s) - 1, 1) if len(ts.t_s) > 1 else 0.1
+    margin = max(0.05 * (hi - lo), step)
+    return lo - margin, hi + margin
 
 
 _OUTSIDE: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.06, 1.0), "borderaxespad": 0.0}
@@ -412,3 +481,4 @@ def _merge_legends(a: Axes, b: Axes) -> None:
     h1, l1 = a.get_legend_handles_labels()
     h2, l2 = b.get_legend_handles_labels()
     a.legend(h1 + h2, l1 + l2, **_OUTSIDE)
+

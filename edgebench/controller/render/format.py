@@ -1,9 +1,10 @@
-"""Number formatting and the column definitions every renderer shares.
+"""Number formatting and the definition of each cell column, shared by every table.
 
-One definition of each column (header, unit, how a value is formatted) keeps
-the terminal, Markdown, HTML and CSV outputs showing the same numbers: the
-text renderers print ``Column.text(cell)``; the CSV writes ``Column.value(cell)``
-unformatted, and ``Column.fmt`` of that value gives back the printed text.
+One definition of each column (header, unit, how a value is formatted, the
+n/a rule for GPU metrics of CPU-only results) keeps every output showing the
+same numbers: tables show ``Column.text(cell)``; the CSV writes
+``Column.value(cell)`` unformatted, and ``Column.fmt`` of that value gives
+back the shown text.
 """
 
 from __future__ import annotations
@@ -12,17 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgebench.controller.report import (
-    FEW_BATCHES,
-    FEW_TELEMETRY_SAMPLES,
-    NOISY_BATCH_CV,
-    NOISY_REPEAT_CV,
-    Cell,
-    FleetTable,
-    PivotRow,
-    Report,
-    ScalingRow,
-)
+from edgebench.controller.cells import FEW_BATCHES, FEW_TELEMETRY_SAMPLES, NOISY_CI_REL, Cell
+from edgebench.controller.report import PivotRow, Report
 
 NA = "n/a"  # does not apply (a CPU-only result has no GPU utilisation)
 MISSING = "–"  # applies, but was not measured / not reported
@@ -129,44 +121,54 @@ IDENTITY = [
 ]
 IDENTITY_KEYS = {c.key for c in IDENTITY}
 
+def fmt_per_j(value: float | None) -> str:
+    """Images (or inferences) per joule."""
+    if value is None:
+        return MISSING
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}" if value >= 1 else f"{value:,.3f}"
+
+
 MEASURES = [
     Column("img_per_s", "img/s", lambda c: c.img_per_s, _f(fmt_rate)),
-    Column("img_per_s_sd", "± sd", lambda c: c.sd, _f(fmt_sd)),
-    Column("sd_basis", "sd over", lambda c: c.sd_basis, numeric=False),
-    Column("ci95_img_per_s", "95 % CI ±", lambda c: c.ci95, _f(fmt_sd)),
+    Column("img_per_s_ci95", "± 95 % CI", lambda c: c.ci95, _f(fmt_sd)),
+    Column("ci_basis", "CI over", lambda c: c.ci_basis, numeric=False),
     Column("ratio", "× baseline", lambda c: c.ratio, _f(fmt_ratio)),
+    Column("img_per_s_repeat_sd", "repeat sd", lambda c: c.repeat_sd, _f(fmt_sd)),
     Column("median_batch_img_per_s", "batch median", lambda c: c.median_img_per_s, _f(fmt_rate)),
+    Column("batch_sd_img_per_s", "batch jitter sd", lambda c: c.batch_sd, _f(fmt_sd)),
     Column("gpu_util_pct", "GPU util %", lambda c: c.gpu_util_pct, _f(lambda v: fmt_num(v, 0)), gpu=True),
     Column("sm_clock_mhz", "SM MHz", lambda c: c.sm_clock_mhz, _f(lambda v: fmt_num(v, 0)), gpu=True),
     Column("power_w", "power W", lambda c: c.power_w, _f(lambda v: fmt_num(v, 0)), gpu=True),
     Column("energy_j_per_img", "mJ/img", lambda c: c.energy_j_per_img, _f(fmt_mj), gpu=True),
+    Column("img_per_j", "img/J", lambda c: c.img_per_j, _f(fmt_per_j), gpu=True),
     Column("peak_gpu_mem_bytes", "peak GPU GiB", lambda c: c.peak_mem_bytes, _f(fmt_gib), gpu=True,
            suffix=lambda c: PREALLOC_MARK if preallocates(c) else ""),
     Column("cpu_pct", "CPU %", lambda c: c.cpu_pct, _f(lambda v: fmt_num(v, 0))),
     Column("rss_peak_bytes", "RSS GiB", lambda c: c.rss_peak_bytes, _f(fmt_gib)),
+    Column("verdict", "validity", lambda c: c.verdict or MISSING, numeric=False),
     Column("flags", "flags", lambda c: ", ".join(c.flags), numeric=False),
 ]
 
 # The per-device detail table (the device is the section's heading; the CSV has every column).
-DETAIL_KEYS = ("workload", "backend", "batch_size", "precision", "gpus", "img_per_s", "img_per_s_sd", "sd_basis",
-               "ratio", "gpu_util_pct", "sm_clock_mhz", "power_w", "energy_j_per_img", "peak_gpu_mem_bytes",
-               "cpu_pct", "flags")
+DETAIL_KEYS = ("workload", "backend", "batch_size", "precision", "gpus", "img_per_s", "img_per_s_ci95",
+               "ci_basis", "ratio", "gpu_util_pct", "sm_clock_mhz", "power_w", "energy_j_per_img",
+               "peak_gpu_mem_bytes", "cpu_pct", "flags")
 DETAIL = [c for k in DETAIL_KEYS for c in (*IDENTITY, *MEASURES) if c.key == k]
 
 
 def detail_columns(cells: list[Cell]) -> list[Column]:
     """DETAIL, narrowed: no GPU-count column where every cell runs on 0 or 1 GPU, and the basis of
-    the sd in the sd's heading where every cell has the same one."""
+    the interval in the interval's heading where every cell has the same one."""
     multi = any(c.gpus > 1 for c in cells)
-    bases = {c.sd_basis for c in cells if c.ok}
+    bases = {c.ci_basis for c in cells if c.ok}
     out = []
     for col in DETAIL:
         if col.key == "gpus" and not multi:
             continue
-        if col.key == "sd_basis" and len(bases) == 1:
+        if col.key == "ci_basis" and len(bases) == 1:
             continue
-        if col.key == "img_per_s_sd" and len(bases) == 1:
-            col = dataclasses.replace(col, header=f"± sd ({next(iter(bases))})")
+        if col.key == "img_per_s_ci95" and len(bases) == 1:
+            col = dataclasses.replace(col, header=f"± 95 % CI ({next(iter(bases))})")
         out.append(col)
     return out
 
@@ -192,63 +194,26 @@ def csv_value(col: Column, cell: Cell) -> str:
 
 
 def pivot_text(cell: Cell | None) -> str:
-    """A cell of the study's table: ``img/s ± sd`` or the failure."""
+    """A cell of the study's table: ``img/s ± CI`` or the failure."""
     if cell is None:
         return ""
     if not cell.ok:
         return outcome_text(cell)
-    return fmt_rate(cell.img_per_s, cell.sd)
+    return fmt_rate(cell.img_per_s, cell.ci95)
 
 
-def fleet_text(cell: Cell | None, show_config: bool = True) -> str:
-    """A cell of the fleet view: the fastest configuration of one backend on one device."""
-    if cell is None:
-        return ""
-    if not cell.ok:
-        return f"{outcome_text(cell)} (bs {cell.batch_size})" if show_config else outcome_text(cell)
-    text = fmt_rate(cell.img_per_s, cell.sd)
-    if show_config:
-        text += f" (bs {cell.batch_size}{'' if cell.precision == 'fp32' else ', ' + cell.precision})"
-    return text
-
-
-MACHINE_HEADERS = ["device", "tags", "host", "OS", "CPU", "cores", "RAM", "GPU", "driver / CUDA", "Python",
-                   "agent"]
-
-
-def machine_rows(report: Report) -> list[list[str]]:
-    rows = []
-    for d in report.devices.values():
-        rows.append([d.device_id, ", ".join(d.tags), d.host, d.os, d.cpu, d.cores, fmt_bytes(d.ram_bytes), d.gpus,
-                     d.driver.replace("driver ", "") or NA, d.python, d.agent_version])
-    return rows
-
-
-def library_table(report: Report) -> tuple[list[str], list[list[str]]]:
-    """Devices x backends: the library versions each backend ran with (newest result)."""
-    backends = report.backends
-    rows = []
-    for d in report.devices.values():
-        rows.append([d.device_id, *[", ".join(f"{k} {v}" for k, v in sorted(d.libraries.get(b, {}).items()))
-                                    for b in backends]])
-    return ["device", *backends], rows
-
-
-def scaling_header() -> list[str]:
-    return ["GPUs", "img/s", "speedup", "efficiency %"]
-
-
-def scaling_cells(row: ScalingRow) -> list[str]:
-    return [str(row.gpus), pivot_text(row.cell), fmt_ratio(row.speedup),
-            MISSING if row.efficiency_pct is None else f"{row.efficiency_pct:.0f}"]
+def config_text(cell: Cell) -> str:
+    """A cell's configuration in a cell of a table that mixes configurations: "bs 32" or "bs 32, bf16"."""
+    return f"bs {cell.batch_size}" + ("" if cell.precision == "fp32" else f", {cell.precision}")
 
 
 FLAG_MEANINGS = {
-    "noisy": f"repeats differ by more than {NOISY_REPEAT_CV:.0%} (sd/mean), or per-batch img/s by more than "
-             f"{NOISY_BATCH_CV:.0%} with one repeat",
+    "noisy": f"the 95 % interval of img/s is wider than ±{NOISY_CI_REL:.0%} of the figure",
+    "no interval": "one run without batch blocks: no confidence interval (run --repeats 3 or more)",
     "few batches": f"fewer than {FEW_BATCHES} batches in the measured window",
     "few samples": f"fewer than {FEW_TELEMETRY_SAMPLES} telemetry samples in the measured window: GPU "
                    "figures are rough",
+    "suspect": "the validity record found something that may have disturbed the measurement (see Validity)",
     "synthetic data": "random data where a comparison partner read real files",
     "real data": "real files where a comparison partner used random data",
     "mixed library versions": "this backend's library versions changed between runs on this device",
@@ -293,15 +258,8 @@ def pivot_label(row: PivotRow) -> str:
     return text
 
 
-def winner_text(fleet: FleetTable, device: str) -> str:
-    """The fastest backend on a device, and by how much it beats the runner-up."""
-    ok = sorted((c for (d, _), c in fleet.cells.items() if d == device and c.ok),
-                key=lambda c: c.img_per_s or 0.0, reverse=True)
-    if not ok:
-        return ""
-    if len(ok) == 1 or not ok[1].img_per_s:
-        return ok[0].backend
-    return f"{ok[0].backend} ({(ok[0].img_per_s or 0.0) / ok[1].img_per_s:.2f}× {ok[1].backend})"
+def per_j_unit(mode: str) -> str:
+    return "inferences/J" if mode == "infer" else "img/J"
 
 
 def header_facts(report: Report) -> list[tuple[str, str]]:

@@ -1,17 +1,17 @@
-"""One self-contained HTML page: tables and inline SVG charts, no network needed to view it.
+"""One self-contained HTML page from a document: tables and inline SVG charts, no network needed.
 
 Nothing is fetched when the page opens: the CSS is inline, the charts are
 inline SVG drawn by matplotlib (controller/render/charts.py), and there is
-no script.
+no script. Every text is escaped here (device ids, reasons and library
+versions come from devices).
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from edgebench.controller.render import charts
-from edgebench.controller.render import format as f
-from edgebench.controller.report import Cell, DeviceSection, Report
+from edgebench.controller.render.drawing import draw
+from edgebench.controller.render.table import Chart, Document, Notes, Section, Table, Value
 
 CSS = """
 :root { --ink:#1f2328; --muted:#656d76; --line:#d8dee4; --soft:#f6f8fa; --accent:#0b5cad;
@@ -53,6 +53,8 @@ td.flags { white-space: normal; min-width: 130px; }
 table.wrap td { white-space: normal; }
 table.detail th, table.detail td { padding: 5px 7px; font-size: 12.5px; }
 td.win { background: var(--win-bg); font-weight: 650; }
+td.warn { background: var(--warn-bg); }
+.warnmark { color: var(--warn); font-weight: 650; }
 .oom, .fail { display: inline-block; color: var(--bad); background: var(--bad-bg); border-radius: 4px;
               padding: 0 6px; font-weight: 650; font-size: 12px; }
 .na { color: #8c959f; }
@@ -80,261 +82,101 @@ def _e(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
-    """A table of plain-text cells (escaped here); numeric columns are right-aligned."""
-
-    def cls(i: int) -> str:
-        return ' class="num"' if numeric and numeric[i] else ""
-
-    head = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_value_html(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-                   for row in rows)
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            "</table></div>")
-
-
-def _value_html(text: str) -> str:
-    if text == f.NA:
-        return '<span class="na">n/a</span>'
-    return _e(text)
+def _value(v: Value) -> str:
+    if v.chips:
+        return "".join(f'<span class="flag">{_e(c)}</span>' for c in v.chips)
+    body = _e(v.text)
+    if v.style == "bad" and v.text:
+        body = f'<span class="fail">{body}</span>'
+    elif v.style in ("na", "muted") and v.text:
+        body = f'<span class="na">{body}</span>'
+    if v.extra:
+        extra = _e(v.extra).replace("⚠", '<span class="warnmark">⚠</span>')
+        body += f' <span class="sd">{extra}</span>'
+    return body
 
 
-def _rate_html(cell: Cell | None, with_config: bool = False) -> str:
-    if cell is None:
-        return ""
-    if not cell.ok:
-        cls = "oom" if cell.outcome == "OOM" else "fail"
-        label = "Out of memory" if cell.outcome == "OOM" else f.outcome_text(cell)
-        extra = f' <span class="muted">(bs {cell.batch_size})</span>' if with_config else ""
-        return f'<span class="{cls}" title="{_e(cell.reason or "")}">{_e(label)}</span>{extra}'
-    text = _e(f.fmt_rate(cell.img_per_s))
-    if cell.sd is not None:
-        text += f' <span class="sd">± {_e(f.fmt_sd(cell.sd))}</span>'
-    if with_config:
-        cfg = f"bs {cell.batch_size}" + ("" if cell.precision == "fp32" else f", {cell.precision}")
-        text += f' <span class="muted">({_e(cfg)})</span>'
-    return text
+def _td(v: Value, numeric: bool) -> str:
+    classes = [c for c in ("num" if numeric else "", "win" if v.style == "win" else "",
+                           "warn" if v.style == "warn" else "", "flags" if v.chips else "") if c]
+    cls = f' class="{" ".join(classes)}"' if classes else ""
+    title = f' title="{_e(v.title)}"' if v.title else ""
+    return f"<td{cls}{title}>{_value(v)}</td>"
 
 
-def _flags_html(cell: Cell) -> str:
-    return "".join(f'<span class="flag" title="{_e(f.FLAG_MEANINGS.get(x, ""))}">{_e(x)}</span>' for x in cell.flags)
-
-
-def _detail_table(cells: list[Cell]) -> str:
-    columns = f.detail_columns(cells)
-    rows = []
-    for c in cells:
-        tds = []
-        for col in columns:
-            if col.key == "img_per_s":
-                content = _rate_html(c).split(' <span class="sd">')[0] if c.ok else _rate_html(c)
-            elif col.key == "flags":
-                tds.append(f'<td class="flags">{_flags_html(c)}</td>')
-                continue
-            else:
-                content = _value_html(col.text(c))
-            tds.append(f'<td class="num">{content}</td>' if col.numeric else f"<td>{content}</td>")
-        rows.append(tds)
+def html_table(table: Table) -> str:
     head = "".join(f'<th class="num">{_e(c.header)}</th>' if c.numeric else f"<th>{_e(c.header)}</th>"
-                   for c in columns)
-    body = "".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-    return (f'<div class="scroll"><table class="detail"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+                   for c in table.columns)
+    body = "".join("<tr>" + "".join(_td(v, c.numeric) for v, c in zip(row, table.columns)) + "</tr>"
+                   for row in table.rows)
+    wide = len(table.columns) > 9
+    cls = ' class="detail"' if wide else ""
+    return (f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
             "</table></div>")
 
 
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
+def _figure(chart: Chart) -> str:
+    svg = draw(chart)
+    return f"<figure>{svg}<figcaption>{_e(chart.caption)}</figcaption></figure>" if svg else ""
 
 
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+def _section(section: Section) -> str:
+    chips = "".join(f'<span class="chip">{_e(t)}</span>' for t in section.tags)
+    out = [f'<section id="{_e(section.key)}"><h2>{_e(section.title)} {chips}</h2>']
+    if section.meta:
+        out.append(f'<div class="device-meta">{_e(section.meta)}</div>')
+    if section.lead:
+        out.append(f'<p class="lead">{_e(section.lead)}</p>')
+    for block in section.blocks:
+        if isinstance(block, Table):
+            if block.title and block.title != section.title:
+                out.append(f"<h3>{_e(block.title)}</h3>")
+            if block.lead:
+                out.append(f'<p class="lead">{_e(block.lead)}</p>')
+            out.append(html_table(block))
+            if block.notes:
+                out.append('<ul class="notes">' + "".join(f"<li>⚠ {_e(n)}</li>" for n in block.notes) + "</ul>")
+            if block.chart is not None:
+                out.append(_figure(block.chart))
+        elif isinstance(block, Chart):
+            out.append(_figure(block))
+        elif isinstance(block, Notes):
+            items = "".join(f'<li><span class="flag">{_e(label)}</span> {_e(body)}</li>' if label
+                            else f"<li>{_e(body)}</li>" for label, body in block.items)
+            out.append(f'<ul class="notes">{items}</ul>')
+    out.append("</section>")
+    return "".join(out)
 
 
-def render_html(report: Report, job_id: str | None = None, title: str = "edgebench report") -> str:
-    parts: list[str] = []
-    toc: list[tuple[str, str]] = []
-    facts = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in f.header_facts(report))
-    machines_line = " · ".join(
-        f"{d.device_id}: {d.gpus if d.has_gpu else 'CPU only'}" for d in report.devices.values())
-    header = (f'<header class="top"><div class="wrap"><h1>{_e(title)}</h1>'
-              f'<div class="sub">{_e(machines_line or "no devices")}</div>'
+def render_document(doc: Document, generator: str = "controller report --format html") -> str:
+    facts = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in doc.facts)
+    header = (f'<header class="top"><div class="wrap"><h1>{_e(doc.title)}</h1>'
+              f'<div class="sub">{_e(doc.subtitle)}</div>'
               f'<dl class="facts">{facts}</dl></div></header>')
-
-    if not report.cells:
-        parts.append('<section><p class="lead">No results match the selection.</p></section>')
+    parts: list[str] = []
+    if not doc.sections:
+        parts.append(f'<section><p class="lead">{_e(doc.empty)}</p></section>')
     else:
-        parts.append(f'<div class="callout"><strong>Reading GPU utilisation.</strong> '
-                     f'{_e(report.utilisation_meaning)} SM clock, power and energy per image sit beside it in '
-                     f'every table. <span class="na">n/a</span> marks metrics that do not apply (CPU-only '
-                     f'results); – marks metrics a device did not report.</div>')
-        parts.append(_machines(report, toc))
-        parts.append(_fleet(report, toc))
-        for section in report.device_sections():
-            parts.append(_device(report, section, toc))
-        parts.append(_scaling(report, toc))
-        parts.append(_timeseries(report, job_id, toc))
-        parts.append(_notes(report, toc))
-
-    nav = "".join(f'<a href="#{_e(anchor)}">{_e(label)}</a>' for anchor, label in toc)
+        if doc.callout:
+            parts.append(f'<div class="callout">{_e(doc.callout)}</div>')
+        parts += [_section(s) for s in doc.sections]
+    nav = "".join(f'<a href="#{_e(s.key)}">{_e(s.title)}</a>' for s in doc.sections)
+    subject = dict(doc.facts).get("selection", "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)} · {_e(report.selection.describe())}</title>"
-        f'<meta name="generator" content="edgebench controller report">'
+        f"<title>{_e(doc.title)}{' · ' + _e(subject) if subject else ''}</title>"
+        f'<meta name="generator" content="edgebench {_e(generator)}">'
         f"<style>{CSS}</style></head><body>{header}"
         f'<nav class="toc"><div class="wrap">{nav}</div></nav>'
         f'<main class="wrap">{"".join(parts)}</main>'
-        f'<footer><div class="wrap">Generated by <code>controller report --format html</code> at '
-        f"{report.generated_at:%Y-%m-%d %H:%M} UTC from {_e(report.store_url or 'the results store')}. "
-        "img/s is images over the measured window (warm-up, build, compile and validation excluded) of the "
-        "median repeat; ± is the standard deviation over repeats, or over per-batch img/s for a single run. "
-        "Energy per image divides the GPU energy of all measured windows by the images they processed."
+        f'<footer><div class="wrap">Generated by <code>{_e(generator)}</code>. {_e(doc.footer)}'
         "</div></footer></body></html>\n"
     )
 
 
-def _machines(report: Report, toc: list[tuple[str, str]]) -> str:
-    toc.append(("machines", "Machines"))
-    libs = _table(*f.library_table(report)).replace("<td>", '<td class="flags">')
-    return ('<section id="machines"><h2>Machines</h2><p class="lead">Fingerprints recorded with the results '
-            "(the newest per device).</p>"
-            + _table(f.MACHINE_HEADERS, f.machine_rows(report)).replace("<table>", '<table class="wrap">')
-            + f"<h3>Library versions per backend</h3>{libs}</section>")
+def render_html(report: object, job_id: str | None = None, title: str = "edgebench report") -> str:
+    """A report (controller/report.py) as one self-contained page."""
+    from edgebench.controller.render.tables import report_document
 
-
-def _fleet(report: Report, toc: list[tuple[str, str]]) -> str:
-    fleets = [t for t in report.fleet_tables() if len(t.devices) > 1]
-    if not fleets:
-        return ""
-    toc.append(("fleet", "Fleet view"))
-    out = ['<section id="fleet"><h2>Fleet view</h2><p class="lead">Which box and which framework win: img/s '
-           "± sd of each backend on each device at its fastest configuration (batch size in brackets). The "
-           "fastest backend per device is highlighted.</p>"]
-    for t in fleets:
-        rows = []
-        for device in t.devices:
-            win = t.winner(device)
-            tds = [f"<td>{_e(device)}</td>"]
-            for b in t.backends:
-                c = t.cells.get((device, b))
-                cls = "num win" if c is not None and c is win else "num"
-                tds.append(f'<td class="{cls}">{_rate_html(c, with_config=True)}</td>')
-            tds.append(f"<td>{_e(f.winner_text(t, device))}</td>")
-            rows.append(tds)
-        head = "".join(["<th>device</th>", *[f'<th class="num">{_e(b)}</th>' for b in t.backends],
-                        "<th>fastest</th>"])
-        body = "".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-        out.append(f"<h3>{_e(f.section_title(t.workload, t.mode))}</h3>"
-                   f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
-        if t.notes:
-            out.append('<ul class="notes">' + "".join(f"<li>⚠ {_e(n)}</li>" for n in t.notes) + "</ul>")
-        if len(t.devices) > 1:
-            out.append(_figure(charts.fleet_chart(t), f"{t.workload}: img/s per device and backend, log scale; "
-                                                      "whiskers ± sd."))
-    out.append("</section>")
-    return "".join(out)
-
-
-def _device(report: Report, section: DeviceSection, toc: list[tuple[str, str]]) -> str:
-    d = section.device
-    anchor = f"device-{_slug(d.device_id)}"
-    toc.append((anchor, d.device_id))
-    chips = "".join(f'<span class="chip">{_e(t)}</span>' for t in d.tags)
-    meta = (f"{_e(d.gpus if d.has_gpu else 'CPU only')} · {_e(d.cpu)} ({_e(d.cores)}) · "
-            f"{_e(f.fmt_bytes(d.ram_bytes))} RAM · {_e(d.os)}" + (f" · {_e(d.driver)}" if d.driver else ""))
-    pivot_rows = []
-    for r in section.pivot:
-        tds = [f"<td>{_e(f.section_title(r.workload, r.mode))}</td>", f"<td>{_e(f.pivot_label(r))}</td>"]
-        oks = [c for c in r.cells.values() if c.ok]
-        best = max(oks, key=lambda c: c.img_per_s or 0.0) if len(oks) > 1 else None
-        for b in section.backends:
-            c = r.cells.get(b)
-            ratio = ""
-            if c is not None and c.ok and c.ratio is not None and b != report.baseline:
-                ratio = f' <span class="muted">({_e(f.fmt_ratio(c.ratio))})</span>'
-            cls = "num win" if c is not None and c is best else "num"
-            tds.append(f'<td class="{cls}">{_rate_html(c)}{ratio}</td>')
-        pivot_rows.append(tds)
-    head = "".join(["<th>workload</th>", "<th>config</th>",
-                    *[f'<th class="num">{_e(b)}{" (baseline)" if b == report.baseline else ""}</th>'
-                      for b in section.backends]])
-    pivot = (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
-             + "".join("<tr>" + "".join(r) + "</tr>" for r in pivot_rows) + "</tbody></table></div>")
-    out = [f'<section id="{_e(anchor)}"><h2>{_e(d.device_id)} {chips}</h2><div class="device-meta">{meta}</div>',
-           f"<h3>img/s per backend and batch size</h3>"
-           f'<p class="lead">± sd; in brackets the speed ratio against {_e(report.baseline)}. The fastest backend '
-           f"per row is highlighted.</p>{pivot}",
-           _figure(charts.figure4(section), "Speed and utilisation per backend and workload (the 2019 study's "
-                                            "Figure 4). " + ("GPU utilisation is the fraction of time any kernel "
-                                                             "ran; read it beside SM clock and power below."
-                                                             if not all(c.cpu_only for c in section.cells) else
-                                                             "CPU-only device: GPU utilisation does not apply."))]
-    batch = charts.batch_chart(section)
-    if batch:
-        out.append(_figure(batch, "img/s against batch size (log-log); a red × marks a batch size that ran out "
-                                  "of memory."))
-    out.append(f"<h3>Details</h3>{_detail_table(section.cells)}</section>")
-    return "".join(out)
-
-
-def _scaling(report: Report, toc: list[tuple[str, str]]) -> str:
-    tables = report.scaling_tables()
-    if not tables:
-        return ""
-    toc.append(("scaling", "Scaling"))
-    out = ['<section id="scaling"><h2>Scaling</h2><p class="lead">speedup = img/s(N) / img/s(base); efficiency = '
-           "100 % × img/s(N) / (N / base × img/s(base)), base = the smallest GPU count measured.</p>"]
-    for sc in tables:
-        rows = [f.scaling_cells(r) for r in sc.rows]
-        out.append(f"<h3>{_e(sc.device_id)} · {_e(f.section_title(sc.workload, sc.mode))} · {_e(sc.backend)} · "
-                   f"bs {sc.batch_size} per GPU · {_e(sc.precision)}</h3>"
-                   f'<div class="pair"><div>{_table(f.scaling_header(), rows, [True] * 4)}</div>'
-                   + _figure(charts.scaling_chart(sc), "measured img/s against linear scaling from the base")
-                   + "</div>")
-    out.append("</section>")
-    return "".join(out)
-
-
-def _timeseries(report: Report, job_id: str | None, toc: list[tuple[str, str]]) -> str:
-    cell = report.timeseries_job(job_id)
-    if cell is None:
-        if job_id:
-            return (f'<section id="timeseries"><h2>Time series</h2><p class="lead">No job {_e(job_id)} (or no '
-                    "unique match) in this selection.</p></section>")
-        return ""
-    ts = report.timeseries.get((cell.device_id, cell.job_id))
-    toc.append(("timeseries", "Time series"))
-    what = (f"job <code>{_e(cell.job_id)}</code> on {_e(cell.device_id)}: {_e(cell.backend)}, "
-            f"{_e(f.cell_label(cell))}, bs {cell.batch_size}, {_e(cell.precision)}")
-    if ts is None:
-        return (f'<section id="timeseries"><h2>Time series</h2><p class="lead">{what}: no time series was '
-                "stored with this result.</p></section>")
-    facts = []
-    if cell.ok:
-        facts.append(f"{f.fmt_rate(cell.img_per_s, cell.sd)} img/s")
-    if not cell.cpu_only:
-        facts += [f"GPU util {f.fmt_num(cell.gpu_util_pct)} %", f"SM {f.fmt_num(cell.sm_clock_mhz)} MHz",
-                  f"{f.fmt_num(cell.power_w)} W", f"{f.fmt_mj(cell.energy_j_per_img)} mJ/img",
-                  f"peak GPU memory {f.fmt_bytes(cell.peak_mem_bytes)}"]
-        if cell.mem_policy:
-            facts.append(f"memory policy: {cell.mem_policy}")
-    else:
-        facts.append(f"CPU {f.fmt_num(cell.cpu_pct)} % of one core")
-    return (f'<section id="timeseries"><h2>Time series</h2><p class="lead">{what}. Inside the measured window: '
-            f"{_e(' · '.join(facts))}. Choose another job with <code>--job JOB</code>.</p>"
-            + _figure(charts.timeseries_chart(cell, ts), "Sampled over the whole job; the shaded spans are the "
-                                                          "measured windows the tables summarise.")
-            + "</section>")
-
-
-def _notes(report: Report, toc: list[tuple[str, str]]) -> str:
-    used = sorted({flag for c in report.cells for flag in c.flags})
-    prealloc = any(f.preallocates(c) and not c.cpu_only for c in report.cells)
-    if not used and not report.notes and not prealloc:
-        return ""
-    toc.append(("notes", "Flags & notes"))
-    items = [f'<li><span class="flag">{_e(flag)}</span> {_e(f.FLAG_MEANINGS.get(flag, ""))}</li>' for flag in used]
-    if prealloc:
-        items.append(f"<li>{_e(f.PREALLOC_MEANING)}</li>")
-    items += [f"<li>{_e(n)}</li>" for n in report.notes]
-    return f'<section id="notes"><h2>Flags &amp; notes</h2><ul class="notes">{"".join(items)}</ul></section>'
+    return render_document(report_document(report, job_id, title))  # type: ignore[arg-type]

@@ -1,82 +1,90 @@
-"""Markdown rendering of a Report (GitHub-flavoured tables, numbers right-aligned)."""
+"""Markdown rendering of a document (GitHub-flavoured tables, numbers right-aligned).
+
+Every text is escaped: GitHub renders inline HTML and emphasis inside
+Markdown, and device ids, reasons and library versions come from devices.
+"""
 
 from __future__ import annotations
 
-from edgebench.controller.render import format as f
-from edgebench.controller.report import Report
+import re
+
+from edgebench.controller.render.table import Document, Notes, Section, Table, Value
+
+# What can start markup in GitHub Markdown: emphasis, code, links and images
+# (without [ and ], "(" and "!" are plain), table cells, backslash escapes;
+# <, > and & become entities so that no inline HTML survives.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
 
 
-def md_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+def esc(text: str, cell: bool = False) -> str:
+    """Plain text safe in a Markdown paragraph or (``cell``) a table cell: no markup, no HTML, one line."""
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = " ".join(text.splitlines())
+    if not cell and text[:1] in ("#", "+", "-", "="):
+        text = "\\" + text  # no heading or list from a value at a line's start
+    return text
 
-    align = ["---:" if numeric and numeric[i] else ":---" for i in range(len(headers))]
-    lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+
+def _cell(v: Value) -> str:
+    body = esc(v.text, cell=True)
+    if v.style == "win" and body:
+        body = f"**{body}**"
+    if v.extra:
+        body = f"{body} {esc(v.extra, cell=True)}" if body else esc(v.extra, cell=True)
+    return body
+
+
+def md_table(table: Table) -> str:
+    headers = [esc(c.header, cell=True) for c in table.columns]
+    align = ["---:" if c.numeric else ":---" for c in table.columns]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.rows]
     return "\n".join(lines)
 
 
-def render_markdown(report: Report) -> str:
-    out: list[str] = ["# edgebench report", ""]
-    out += [" · ".join(f"**{k}:** {v}" for k, v in f.header_facts(report)), ""]
-    if not report.cells:
-        return "\n".join([*out, "No results match the selection.", ""])
-    out += [f"> {report.utilisation_meaning} *n/a*: not applicable (CPU-only result); *–*: not measured.", ""]
+def _section(section: Section, level: int) -> list[str]:
+    if section.blocks and all(not isinstance(b, (Table, Notes)) for b in section.blocks):
+        return []  # charts only: nothing to show in text
+    h = "#" * level
+    title = esc(section.title)
+    if section.tags:
+        title += " — " + ", ".join(esc(t) for t in section.tags)
+    out = [f"{h} {title}", ""]
+    if section.meta:
+        out += [esc(section.meta), ""]
+    if section.lead:
+        out += [esc(section.lead), ""]
+    for block in section.blocks:
+        if isinstance(block, Table):
+            if block.title and block.title != section.title:
+                out += [f"{h}# {esc(block.title)}", ""]
+            if block.lead:
+                out += [esc(block.lead), ""]
+            out += [md_table(block), ""]
+            if block.notes:
+                out += [*(f"- ⚠ {esc(n)}" for n in block.notes), ""]
+        elif isinstance(block, Notes):
+            out += [f"- **{esc(label)}**: {esc(body)}" if label else f"- {esc(body)}" for label, body in block.items]
+            out.append("")
+    return out
 
-    out += ["## Machines", "", md_table(f.MACHINE_HEADERS, f.machine_rows(report)), ""]
-    out += ["### Library versions", "", md_table(*f.library_table(report)), ""]
 
-    fleets = [t for t in report.fleet_tables() if len(t.devices) > 1]
-    if fleets:
-        out += ["## Fleet view", "",
-                "img/s ± sd of each backend on each device at its fastest configuration (batch size in "
-                "brackets); **bold** is the fastest backend on the device.", ""]
-        for fleet in fleets:
-            rows = []
-            for device in fleet.devices:
-                win = fleet.winner(device)
-                cells = []
-                for b in fleet.backends:
-                    c = fleet.cells.get((device, b))
-                    text = f.fleet_text(c)
-                    cells.append(f"**{text}**" if c is not None and c is win else text)
-                rows.append([device, *cells, f.winner_text(fleet, device)])
-            out += [f"### {f.section_title(fleet.workload, fleet.mode)}", "",
-                    md_table(["device", *fleet.backends, "fastest"], rows,
-                             [False, *([True] * len(fleet.backends)), False]), ""]
-            out += [f"- ⚠ {note}" for note in fleet.notes]
-            if fleet.notes:
-                out.append("")
-
-    for section in report.device_sections():
-        d = section.device
-        out += [f"## {d.device_id} — {d.gpus if d.has_gpu else 'CPU only'}", ""]
-        out += [f"{d.cpu}, {d.cores}, {f.fmt_bytes(d.ram_bytes)} RAM; {d.os}; Python {d.python}"
-                + (f"; {d.driver}" if d.driver else ""), ""]
-        pivot_rows = [[f.section_title(r.workload, r.mode), f.pivot_label(r),
-                       *[f.pivot_text(r.cells.get(b)) for b in section.backends]] for r in section.pivot]
-        out += [f"### img/s per backend (± sd; {report.baseline} is the baseline)", "",
-                md_table(["workload", "config", *section.backends], pivot_rows,
-                         [False, False, *([True] * len(section.backends))]), ""]
-        columns = f.detail_columns(section.cells)
-        rows = [[col.text(c) for col in columns] for c in section.cells]
-        out += ["### Details", "", md_table([c.header for c in columns], rows, [c.numeric for c in columns]), ""]
-
-    scaling = report.scaling_tables()
-    if scaling:
-        out += ["## Scaling", "", "speedup = img/s(N) / img/s(base); efficiency = 100 % × img/s(N) / "
-                "(N / base × img/s(base)), base = the smallest GPU count measured.", ""]
-        for sc in scaling:
-            out += [f"### {sc.device_id} · {f.section_title(sc.workload, sc.mode)} · {sc.backend} · "
-                    f"bs {sc.batch_size} per GPU · {sc.precision}", "",
-                    md_table(f.scaling_header(), [f.scaling_cells(r) for r in sc.rows], [True] * 4), ""]
-
-    used = sorted({flag for c in report.cells for flag in c.flags})
-    if used or report.notes or any(f.preallocates(c) and not c.cpu_only for c in report.cells):
-        out += ["## Flags and notes", ""]
-        out += [f"- **{flag}**: {f.FLAG_MEANINGS.get(flag, '')}" for flag in used]
-        if any(f.preallocates(c) and not c.cpu_only for c in report.cells):
-            out.append(f"- {f.PREALLOC_MEANING}")
-        out += [f"- {note}" for note in report.notes]
-        out.append("")
+def render_document(doc: Document, level: int = 2) -> str:
+    out = [f"{'#' * (level - 1)} {esc(doc.title)}", ""]
+    if doc.facts:
+        out += [" · ".join(f"**{esc(k)}:** {esc(v)}" for k, v in doc.facts), ""]
+    if not doc.sections:
+        return "\n".join([*out, esc(doc.empty) if doc.empty else "", ""])
+    if doc.callout:
+        out += [f"> {esc(doc.callout)}", ""]
+    for section in doc.sections:
+        out += _section(section, level)
     return "\n".join(out)
+
+
+def render_markdown(report: object, job_id: str | None = None) -> str:
+    """A report (controller/report.py) as Markdown."""
+    from edgebench.controller.render.tables import report_document
+
+    return render_document(report_document(report, job_id))  # type: ignore[arg-type]

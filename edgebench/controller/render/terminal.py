@@ -1,112 +1,86 @@
-"""Rich terminal rendering of a Report: machines, fleet view, per-device tables, scaling."""
+"""Rich terminal rendering of a document.
+
+Every string goes to rich as a ``Text`` object, never as a markup string:
+rich would otherwise interpret "[...]" inside a device's reason or library
+version as style markup (or a link).
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
-from edgebench.controller.render import format as f
-from edgebench.controller.report import Report
+from edgebench.controller.render.table import Document, Notes, Section, Table, Value
 
+STYLES = {"win": "bold green", "bad": "red", "warn": "yellow", "na": "dim", "muted": "dim", "strong": "bold"}
 
-def fmt_rate(value: float | None, std: float | None = None) -> str:
-    """Kept for callers of the old module; see controller.render.format."""
-    return f.fmt_rate(value, std)
-
-
-# Below this console width (a pipe gets 80 columns) the wide tables keep their essentials.
+# Below this console width (a pipe gets 80 columns) tables keep their compact columns.
 WIDE = 160
-NARROW_MACHINE = {"device", "CPU", "cores", "RAM", "GPU"}
-NARROW_HEADERS = {"img_per_s_sd": "±", "ratio": "×", "gpu_util_pct": "util%", "power_w": "W", "cpu_pct": "CPU%",
-                  "batch_size": "bs"}
-NARROW_DETAIL = {"workload", "backend", "batch_size", "gpus", "img_per_s", "img_per_s_sd", "ratio", "flags"}
 
 
-def _table(title: str, headers: list[str], numeric: list[bool] | None = None) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold cyan")
-    for i, h in enumerate(headers):
-        right = numeric[i] if numeric else False
+def _text(v: Value) -> Text:
+    out = Text(v.text, style=STYLES.get(v.style, ""))
+    if v.extra:
+        out.append((" " if v.text else "") + v.extra, style="dim" if v.style != "bad" else "red")
+    return out
+
+
+def rich_table(table: Table, narrow: bool = False) -> RichTable:
+    keep = [i for i, c in enumerate(table.columns) if not narrow or not table.compact or c.key in table.compact]
+    out = RichTable(title=Text(table.title, style="bold") if table.title else None, title_justify="left",
+                    header_style="bold cyan")
+    for i in keep:
+        col = table.columns[i]
         # names (backends, devices) stay whole; long labels wrap
-        table.add_column(h, justify="right" if right else "left", no_wrap=right or h in ("backend", "device"))
-    return table
+        out.add_column(Text(col.header), justify="right" if col.numeric else "left",
+                       no_wrap=col.numeric or col.key in ("backend", "device"))
+    for row in table.rows:
+        out.add_row(*[_text(row[i]) for i in keep])
+    return out
 
 
-def render_terminal(report: Report, console: Console) -> None:
-    if not report.cells:
-        console.print("no results match")
+def _section(section: Section, console: Console, narrow: bool) -> None:
+    if section.blocks and all(not isinstance(b, (Table, Notes)) for b in section.blocks):
+        return  # charts only
+    heading = Text(section.title, style="bold")
+    if section.meta:
+        heading.append(f" · {section.meta}", style="")
+    console.rule(heading)
+    if section.lead:
+        console.print(Text(section.lead, style="dim"))
+    for block in section.blocks:
+        if isinstance(block, Table):
+            if block.lead and block.lead != section.lead:
+                console.print(Text(block.lead, style="dim"))
+            if block.title == section.title:
+                block = replace(block, title="")  # the rule above already says it
+            console.print(rich_table(block, narrow))
+            for note in block.notes:
+                console.print(Text.assemble(("  ! ", "yellow"), note))
+        elif isinstance(block, Notes):
+            for label, body in block.items:
+                console.print(Text.assemble((f"{label}: " if label else "", "yellow"), body))
+
+
+def render_document(doc: Document, console: Console) -> None:
+    if not doc.sections:
+        console.print(Text(doc.empty.lower() if doc.empty else "nothing to show"))
         return
-    console.print(Text("edgebench report", style="bold"), Text(f" · {report.selection.describe()}", style="dim"))
-    console.print(f"[dim]generated {report.generated_at:%Y-%m-%d %H:%M} UTC · baseline {report.baseline or '-'} · "
-                  f"{len(report.cells)} results on {len(report.devices)} device(s)[/dim]", highlight=False)
-
+    console.print(Text(doc.title, style="bold"), Text(" · " + doc.subtitle if doc.subtitle else "", style="dim"))
+    if doc.facts:
+        console.print(Text(" · ".join(f"{k} {v}" for k, v in doc.facts), style="dim"))
     narrow = console.width < WIDE
-    keep = [i for i, h in enumerate(f.MACHINE_HEADERS) if not narrow or h in NARROW_MACHINE]
-    machines = _table("Machines", [f.MACHINE_HEADERS[i] for i in keep])
-    for machine in f.machine_rows(report):
-        machines.add_row(*[machine[i] for i in keep])
-    console.print(machines)
+    for section in doc.sections:
+        _section(section, console, narrow)
+    if doc.callout:
+        console.print(Text(doc.callout, style="dim"))
 
-    for fleet in report.fleet_tables():
-        if len(fleet.devices) < 2:
-            continue
-        table = _table(f"Fleet · {f.section_title(fleet.workload, fleet.mode)} · img/s at each cell's fastest "
-                       "configuration", ["device", *fleet.backends, "fastest"],
-                       [False, *([True] * len(fleet.backends)), False])
-        for device in fleet.devices:
-            win = fleet.winner(device)
-            cells = []
-            for b in fleet.backends:
-                c = fleet.cells.get((device, b))
-                text = f.fleet_text(c)
-                cells.append(f"[bold green]{text}[/bold green]" if c is not None and c is win else text)
-            table.add_row(device, *cells, win.backend if win else "")
-        console.print(table)
-        for note in fleet.notes:
-            console.print(f"  [yellow]![/yellow] {note}", highlight=False)
 
-    for section in report.device_sections():
-        d = section.device
-        console.rule(f"[bold]{d.device_id}[/bold] · {d.gpus if d.has_gpu else 'CPU only'} · {d.cpu}")
-        pivot = _table(f"{d.device_id} · img/s (± sd) per backend", ["workload", "config", *section.backends],
-                       [False, False, *([True] * len(section.backends))])
-        for row in section.pivot:
-            texts = []
-            for b in section.backends:
-                c = row.cells.get(b)
-                text = f.pivot_text(c)
-                texts.append(f"[red]{text}[/red]" if c is not None and not c.ok else text)
-            pivot.add_row(f.section_title(row.workload, row.mode), f.pivot_label(row), *texts)
-        console.print(pivot)
-        columns = f.detail_columns(section.cells)
-        if narrow:  # the essentials; GPU columns only where a GPU result exists (else they all read n/a)
-            has_gpu = not all(c.cpu_only for c in section.cells)
-            wanted = NARROW_DETAIL | ({"gpu_util_pct", "power_w", "energy_j_per_img"} if has_gpu else {"cpu_pct"})
-            columns = [dataclasses.replace(c, header=NARROW_HEADERS.get(c.key, c.header)) for c in columns
-                       if c.key in wanted]
-        detail = _table(f"{d.device_id} · details (× baseline = × {report.baseline})",
-                        [c.header for c in columns], [c.numeric for c in columns])
-        for cell in section.cells:
-            detail.add_row(*[f"[red]{t}[/red]" if col.key == "img_per_s" and not cell.ok else t
-                             for col, t in ((col, col.text(cell)) for col in columns)])
-        console.print(detail)
+def render_terminal(report: object, console: Console, job_id: str | None = None) -> None:
+    """A report (controller/report.py) in the terminal."""
+    from edgebench.controller.render.tables import report_document
 
-    for sc in report.scaling_tables():
-        table = _table(f"Scaling · {sc.device_id} · {sc.workload} · {sc.backend} · bs {sc.batch_size} "
-                       f"per GPU ({sc.precision}); efficiency = img/s(N) / (N × img/s(1))", f.scaling_header(),
-                       [True, True, True, True])
-        for srow in sc.rows:
-            table.add_row(*f.scaling_cells(srow))
-        console.print(table)
-
-    used = sorted({flag for c in report.cells for flag in c.flags})
-    for flag in used:
-        console.print(f"[yellow]{flag}[/yellow]: {f.FLAG_MEANINGS.get(flag, '')}", highlight=False)
-    if any(f.preallocates(c) and not c.cpu_only for c in report.cells):
-        console.print(f.PREALLOC_MEANING, highlight=False)
-    for note in report.notes:
-        console.print(f"[yellow]note[/yellow]: {note}", highlight=False)
-    console.print(f"[dim]{report.utilisation_meaning} n/a: not applicable (CPU-only); –: not measured.[/dim]",
-                  highlight=False)
+    render_document(report_document(report, job_id), console)  # type: ignore[arg-type]
