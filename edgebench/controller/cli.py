@@ -13,6 +13,7 @@ from edgebench.common.cli import EdgebenchGroup
 from edgebench.common.version import edgebench_version
 from edgebench.controller.commands import (
     broker,
+    compare,
     demo,
     deploy,
     devices,
@@ -69,6 +70,8 @@ app.command(epilog="Example: controller dispatch --all -b keras-jax -w fashion-m
             "--batch-size 64")(dispatch.dispatch)
 app.command(epilog="Example: controller jobs --json")(jobs.jobs)
 app.command(epilog="Example: controller report --sweep demo-1a2b --baseline keras-jax --format md")(report.report)
+app.command("compare", epilog="Example: controller compare nightly-0411 nightly-0412 --fail-on-regression 5")(
+    compare.compare_cmd)
 app.command(epilog="Example: controller workloads | grep resnet")(workloads.workloads)
 app.command(epilog="Example: controller cancel job-1a2b3c4d5e6f -d press-line-3")(jobs.cancel)
 app.command(epilog="Example: controller collect --shared-group site-a")(jobs.collect)

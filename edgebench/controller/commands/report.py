@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from edgebench.common.errors import MissingExtra
 from edgebench.controller.commands._options import BACKENDS, WORKLOAD_NAMES, OutOpt, SweepIdOpt, out, read_store
+from edgebench.controller.groups import GroupBy
 from edgebench.controller.report import Report, Selection, build_report, parse_time, select
 
 # Selection options shared with `controller results export`.
@@ -69,11 +70,26 @@ def report(
     job: Annotated[str | None, typer.Option(
         "--job", help="HTML: the job whose time series is drawn (default: the first GPU job).")] = None,
     title: Annotated[str, typer.Option(help="HTML: the page title.")] = "edgebench report",
+    history: Annotated[bool, typer.Option(
+        "--history", help="Each cell of each device group over time, with regressions (level shifts).")] = False,
+    group_by: Annotated[GroupBy, typer.Option(
+        "--group-by", help="--history: series by hardware (GPU model, power mode), full (also driver and "
+                           "image) or device.")] = GroupBy.hardware,
+    exclude_suspect: Annotated[bool, typer.Option(
+        "--exclude-suspect", help="--history: leave out runs whose validity record is suspect.")] = False,
 ) -> None:
     """Per device: img/s per backend and batch size, ratio to a baseline, GPU utilisation beside SM clock,
     power and energy, peak memory; a fleet view (devices x backends) and scaling tables."""
     selection = make_selection(sweep, device, tag, workload, backend, model, since, until)
     store = read_store(ctx)
+    if history:  # controller/history.py
+        from edgebench.controller.render.history_output import render_history
+
+        text = render_history(store, selection, fmt.value, group_by, exclude_suspect, out_path,
+                              out.for_renderables())
+        if text is not None:
+            _write(text, out_path, fmt)
+        return
     rows, statuses = select(store, selection)
     rep = build_report(rows, baseline, statuses=statuses, selection=selection, store_url=safe_url(store.url))
     text = render(rep, fmt, job, title, out_path)
@@ -118,3 +134,12 @@ def render(rep: Report, fmt: ReportFormat, job: str | None, title: str, out_path
     except ImportError as exc:  # matplotlib is the `report` extra
         raise MissingExtra("matplotlib", "report", "the HTML report") from exc
     return render_html(rep, job_id=job, title=title)
+
+
+def _write(text: str, out_path: Path | None, fmt: ReportFormat) -> None:
+    if out_path is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8")
+    out.print(f"wrote {out_path} ({fmt.value})")
