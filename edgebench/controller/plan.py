@@ -59,6 +59,10 @@ class SweepFile(BaseModel):
     include: list[dict[str, Any]] = Field(
         default_factory=list, description="Extra cases outside the product (defaults applied)."
     )
+    requeue_suspect: int = Field(
+        default=0, ge=0, le=5, description="Rerun a job whose result's validity record is suspect, up to N "
+        "times (controller/requeue.py)."
+    )
 
     def cases(self) -> list[dict[str, Any]]:
         unknown = set(self.matrix) - MATRIX_KEYS

@@ -15,6 +15,7 @@ from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.controller.fleet import Dispatched, FleetClient
 from edgebench.controller.plan import SweepFile, build_jobs, load_sweep, new_id
 from edgebench.controller.progress import ProgressView
+from edgebench.controller.requeue import requeue_rounds
 from edgebench.controller.rollout import RolloutPolicy, run_rollout
 from edgebench.controller.store import ResultStore
 from edgebench.schemas import AgentStatus
@@ -74,6 +75,9 @@ def dispatch(
         help="Abort the rollout when more than P% of finished jobs failed: unreleased jobs are not "
              "dispatched, queued ones are canceled.", show_default=False)] = None,
     abort_min_jobs: Annotated[int, typer.Option(help="Judge the failure percentage only after M jobs finished.")] = 1,
+    requeue_suspect: Annotated[int | None, typer.Option(
+        min=0, max=5, help="Rerun jobs whose validity record is suspect, up to N times (default: the sweep's).",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Dispatch jobs and (by default) follow them with a live progress view.
@@ -118,6 +122,9 @@ def dispatch(
         with ProgressView(plan, progress.console) if wait else nullcontext() as view:
             rollout = run_rollout(fleet, plan, policy, wait=wait, timeout_s=wait_timeout,
                                   on_event=view.on_event if view else None)
+        requeue = spec.requeue_suspect if requeue_suspect is None else requeue_suspect
+        if wait and requeue and not rollout.aborted:  # controller/requeue.py
+            out.note(markup(requeue_rounds(fleet, store, plan, policy, requeue, timeout_s=wait_timeout).describe()))
     released = plan[:rollout.released]
     if not wait:
         if as_json:
