@@ -12,6 +12,13 @@ Profiles:
 - ``example``: larger samples and 3 repeats -> docs/results/cpu-example/results.sqlite
 - ``gpu``: one GPU device, run on a GPU machine (see docs/REPORTS.md) ->
   tests/fixtures/report_store_gpu.sqlite
+- ``compare``: two rounds (sweeps) of the same two jobs with 8 repeats each, for
+  ``controller compare`` -> tests/fixtures/compare_store.sqlite (with ``history``)
+- ``history``: 18 rounds of one single-repeat job on one core, a run history
+  for ``report --history``; merged into tests/fixtures/compare_store.sqlite
+- ``ab``: 16 rounds of one job, tagged a, b, a, b, ...: two interleaved halves
+  of one recording for ``compare`` (the same configuration twice, under the
+  same machine conditions) and a 16-run history -> tests/fixtures/compare_store.sqlite
 
 Devices on one CPU machine are told apart honestly: ``cpu-2core`` uses every
 core, ``cpu-1core`` runs its agent (and so its runners) under ``taskset -c 0``.
@@ -61,6 +68,10 @@ class Profile:
     cases: tuple[dict[str, Any], ...]
     default_store: str
     common: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 1  # the same cases again, one sweep per round (<sweep>-r00, -r01, ...): runs over time
+    # job tags by round, cycled: ("a", "b") tags rounds a, b, a, b, ... as <sweep>-a / <sweep>-b, so that two
+    # interleaved halves of one recording see the same machine conditions (compare's "same configuration")
+    round_tags: tuple[str, ...] = ()
 
 
 def _matrix(backends: list[str], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
@@ -107,6 +118,50 @@ PROFILES: dict[str, Profile] = {
         ),
         common={"synthetic": True, "epochs": 2, "repeats": 2, "gpus": 1, "timeout_s": 900},
         default_store=f"sqlite:///{REPO / 'tests/fixtures/report_store_gpu.sqlite'}",
+    ),
+    "compare": Profile(
+        devices=(Device("cpu-2core", ("lab", "cpu")),),
+        cases=_matrix(["torch", "keras-jax"], [{"workload": "fashion-mnist-mlp", "batch_size": 128,
+                                                "samples": 4096}]),
+        common={"synthetic": True, "epochs": 2, "repeats": 8, "timeout_s": 900},
+        default_store=f"sqlite:///{REPO / 'tests/fixtures/compare_store.sqlite'}",
+        rounds=2,
+    ),
+    # the same on one GPU (a quiet machine: the `device` tool's H200)
+    "gpu-compare": Profile(
+        devices=(Device("h200", ("lab", "gpu")),),
+        cases=(
+            {"backend": "torch", "workload": "fashion-mnist-mlp", "batch_size": 256, "samples": 60000},
+            {"backend": "torch", "workload": "fashion-mnist-cnn", "batch_size": 256, "samples": 30000},
+            {"backend": "torch", "workload": "synthetic-resnet50", "batch_size": 128, "steps_per_epoch": 30},
+        ),
+        common={"synthetic": True, "epochs": 2, "repeats": 8, "gpus": 1, "timeout_s": 600},
+        default_store=f"sqlite:///{REPO / 'tests/fixtures/compare_store_gpu.sqlite'}",
+        rounds=2,
+    ),
+    "gpu-history": Profile(
+        devices=(Device("h200", ("lab", "gpu")),),
+        cases=({"backend": "torch", "workload": "fashion-mnist-mlp", "batch_size": 256, "samples": 60000},),
+        common={"synthetic": True, "epochs": 2, "repeats": 1, "gpus": 1, "timeout_s": 300},
+        default_store=f"sqlite:///{REPO / 'tests/fixtures/history_store_gpu.sqlite'}",
+        rounds=14,
+    ),
+    "ab": Profile(
+        devices=(Device("cpu-2core", ("lab", "cpu")),),
+        cases=({"backend": "torch", "workload": "fashion-mnist-mlp", "batch_size": 128, "samples": 8192},),
+        common={"synthetic": True, "epochs": 3, "repeats": 3, "timeout_s": 600},
+        default_store=f"sqlite:///{REPO / 'tests/fixtures/compare_store.sqlite'}",
+        rounds=16,
+        round_tags=("a", "b"),
+    ),
+    # one core (taskset): a single-threaded runner loses its share of the core to other work, but never
+    # waits on a second thread that lost its share (2-thread runs on the shared box vary 100-fold)
+    "history": Profile(
+        devices=(Device("cpu-1core", ("lab", "cpu", "small"), cpus="1"),),
+        cases=({"backend": "torch", "workload": "fashion-mnist-mlp", "batch_size": 128, "samples": 8192},),
+        common={"synthetic": True, "epochs": 3, "repeats": 1, "timeout_s": 600},
+        default_store=f"sqlite:///{REPO / 'tests/fixtures/compare_store.sqlite'}",
+        rounds=18,
     ),
 }
 
@@ -198,9 +253,13 @@ def run(profile: Profile, store_url: str, sweep_id: str, only: list[str], logs: 
         stack.callback(lambda: [stop_agent(p) for p in procs.values()])
         for dev in devices:
             wait_online(fleet, dev.device_id, procs[dev.device_id], workdir / f"{dev.device_id}.log")
-        for dev in devices:  # one device at a time: they may share this machine's cores
-            plan = [Dispatched(dev.device_id, build_job({**profile.common, **case},
-                                                        f"{sweep_id}-{dev.device_id}-{i:02d}", sweep_id))
+        for round_no, dev in ((r, d) for r in range(profile.rounds) for d in devices):
+            # one device at a time: they may share this machine's cores
+            sid = sweep_id if profile.rounds == 1 else f"{sweep_id}-r{round_no:02d}"
+            tags = [f"{sweep_id}-{profile.round_tags[round_no % len(profile.round_tags)]}"] \
+                if profile.round_tags else []
+            plan = [Dispatched(dev.device_id, build_job({**profile.common, **case, "tags": tags},
+                                                        f"{sid}-{dev.device_id}-{i:02d}", sid))
                     for i, case in enumerate(profile.cases)]
             fleet.dispatch(plan)
             started = time.monotonic()
@@ -237,15 +296,20 @@ def merge(target_url: str, sources: list[Path]) -> None:
     conn = sqlite3.connect(target)
     for i, src in enumerate(sources):
         conn.execute(f"ATTACH DATABASE ? AS src{i}", (str(src),))
-        for table in ("jobs", "events", "results", "devices"):
+        for table in ("jobs", "events", "results", "devices", "result_facts"):
             # the columns both have: a newer store may have gained some through migrations
             mine = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
             theirs = {r[1] for r in conn.execute(f"PRAGMA src{i}.table_info({table})")}
+            if not theirs:
+                continue  # an older store without this table (result_facts: backfilled below)
             cols = ", ".join(c for c in mine if c in theirs)
             conn.execute(f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {cols} FROM src{i}.{table}")
         conn.commit()
         conn.execute(f"DETACH DATABASE src{i}")
     conn.close()
+    store = ResultStore(target_url)
+    store.backfill_facts()  # results merged from stores older than result_facts
+    store.close()
     _compact(target)
 
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgebench.controller.store import ResultStore
+from edgebench.schemas import ErrorType, JobEvent, JobState, Result, ThroughputSummary
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CPU_STORE = FIXTURES / "report_store.sqlite"
@@ -57,3 +60,39 @@ def copy_store(tmp: Path, gpu: bool = False, cpu: bool = True, scaling: bool = F
     if len(chosen) > 1:
         _merge(url, chosen[1:])
     return ResultStore(url)
+
+
+def reingest(rows: list[Any], target: ResultStore, transform: Callable[[Result], Result] | None = None,
+             job_suffix: str = "") -> int:
+    """Store recorded results again through the real ingestion path (dispatch + terminal event), after
+    ``transform`` (e.g. a planted slowdown, said so by the caller). Returns how many were stored."""
+    n = 0
+    for row in rows:
+        res = row.result()
+        if res is None:
+            continue
+        if transform is not None:
+            res = transform(res)
+        job_id = res.job_id + job_suffix
+        job = res.job.model_copy(update={"job_id": job_id})
+        res = res.model_copy(update={"job_id": job_id, "job": job})
+        target.record_dispatch(row.device_id, job)
+        ok = row.outcome == "OK"
+        target.ingest_event(JobEvent(job_id=job_id, device_id=row.device_id, attempt=row.attempt, seq=1000,
+                                     state=JobState.SUCCEEDED if ok else JobState.FAILED,
+                                     at=res.finished_at, result=res if ok else None, sweep_id=job.sweep_id,
+                                     error_type=None if ok else ErrorType.BACKEND_ERROR))
+        n += 1
+    return n
+
+
+def scale_throughput(res: Result, factor: float) -> Result:
+    """The same result with every throughput figure multiplied by ``factor`` (a planted change)."""
+    def tp(t: ThroughputSummary) -> ThroughputSummary:
+        return t.model_copy(update={k: getattr(t, k) * factor for k in
+                                    ("window_img_per_s", "median_img_per_s", "mean_img_per_s", "std_img_per_s")})
+
+    runs = [r.model_copy(update={"throughput": tp(r.throughput)}) for r in res.runs]
+    spread = res.repeat_spread.model_copy(update={k: getattr(res.repeat_spread, k) * factor for k in
+                                                  ("min_img_per_s", "max_img_per_s", "std_img_per_s")})
+    return res.model_copy(update={"summary": tp(res.summary), "runs": runs, "repeat_spread": spread})
