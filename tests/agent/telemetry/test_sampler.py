@@ -84,21 +84,38 @@ def test_none_telemetry_over_a_busy_child(busy_child: subprocess.Popen[str], tmp
 
 GRANDCHILD = r"""
 import subprocess, sys
-code = "import time\nend = time.perf_counter() + 1.0\nwhile time.perf_counter() < end: pass\n"
+# a fixed amount of CPU time (process_time), whatever share a loaded machine gives it
+code = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass\n"
 subprocess.run([sys.executable, "-c", code], check=True)
 """
+
+
+def _wait_for_cpu(proc: subprocess.Popen[bytes], cpu_s: float, timeout_s: float = 30.0) -> None:
+    """Until the process's children have burnt ``cpu_s`` of CPU time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            if sum(k.cpu_times().user + k.cpu_times().system for k in kids) >= cpu_s:
+                return
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"the grandchild did not burn {cpu_s} s of CPU within {timeout_s} s")
 
 
 def test_process_tree_includes_grandchildren() -> None:
     proc = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
     try:
         meter = ProcessTreeMeter(proc.pid, rescan_s=0.0)  # list the tree at every tick
-        meter.sample(time.time())
-        time.sleep(0.6)
-        sample = meter.sample(time.time())
+        t0 = time.time()
+        meter.sample(t0)
+        _wait_for_cpu(proc, 0.1)  # the grandchild has burnt 0.1 s, however loaded the machine is
+        t1 = time.time()
+        sample = meter.sample(t1)
         assert proc.pid in sample.pids and len(sample.pids) >= 2
-        # the grandchild's busy loop (> 10 %: a loaded 2-core CI machine gives it less than a core)
-        assert sample.cpu_pct is not None and sample.cpu_pct > 10
+        # the grandchild's busy loop is counted (the parent only waits)
+        assert sample.cpu_pct is not None and sample.cpu_pct / 100.0 * (t1 - t0) >= 0.09
         assert sample.rss_bytes is not None and sample.rss_bytes > 0
     finally:
         proc.wait(timeout=10)
@@ -111,12 +128,14 @@ def test_a_late_found_worker_brings_all_its_cpu_time() -> None:
     proc = subprocess.Popen([sys.executable, "-c", GRANDCHILD.replace("1.0", "3.0")])
     try:
         meter = ProcessTreeMeter(proc.pid, rescan_s=1.0)
-        meter.sample(time.time())  # the grandchild does not exist yet
-        time.sleep(0.6)
+        t_first = time.time()
+        meter.sample(t_first)  # the grandchild does not exist yet
+        time.sleep(0.3)  # well within rescan_s: the next tick does not list the tree again
         t_early = time.time()
         early = meter.sample(t_early)
         assert early.pids == frozenset({proc.pid})  # not listed again yet
-        time.sleep(0.6)
+        _wait_for_cpu(proc, 0.15)
+        time.sleep(max(0.0, 1.05 - (time.time() - t_first)))  # past the next listing
         t_late = time.time()
         late = meter.sample(t_late)
         (child,) = [p for p in psutil.Process(proc.pid).children() if p.pid in late.pids]
