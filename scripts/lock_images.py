@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgebench.controller.images import ImageSpec, catalogue, manylinux_platforms  # noqa: E402
+from edgebench.controller.image_checks import manylinux_platforms  # noqa: E402
+from edgebench.controller.images import ImageSpec, catalogue  # noqa: E402
 
 OUT = REPO / "images" / "common" / "constraints"
 

