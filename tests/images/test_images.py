@@ -5,21 +5,15 @@ runner container -> result in the controller's store."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from edgebench.controller.deploy import DeploySettings, Target, deploy
 from edgebench.controller.fleet import Dispatched, FleetClient
-from edgebench.controller.images import (
-    ImageSpec,
-    catalogue,
-    check_wheels,
-    hadolint_binary,
-    lint,
-    parse_dockerfile,
-    select,
-)
+from edgebench.controller.image_checks import check_wheels, hadolint_binary, lint
+from edgebench.controller.images import ImageSpec, catalogue, parse_dockerfile, select
 from edgebench.controller.plan import build_job
 from edgebench.controller.store import ResultStore
 from edgebench.runner.probe import REQUIREMENTS
@@ -47,6 +41,23 @@ def test_every_backend_has_a_gpu_and_a_cpu_image() -> None:
     assert SPECS["agent"].backend == "agent"
 
 
+def test_jetson_images_and_the_one_stack_without() -> None:
+    """docs/IMAGES.md: every stack has a Jetson image but keras-jax (no GPU JAX wheel for
+    Jetson that we could check; keras-jax-cpu runs on a Jetson's CPU)."""
+    jetson = {s.backend for s in SPECS.values() if s.variant == "jetson"}
+    assert jetson == set(RUNNER_BACKENDS) - {"keras-jax"}
+    assert "linux/arm64" in SPECS["keras-jax-cpu"].platforms
+
+
+def test_multiarch_images_are_the_agent_and_the_current_cpu_runners() -> None:
+    multi = {s.name for s in SPECS.values() if set(s.platforms) == {"linux/amd64", "linux/arm64"}}
+    assert multi == {"agent", "keras-jax-cpu", "keras-tensorflow-cpu", "keras-torch-cpu", "torch-cpu"}
+    # where the aarch64 pins differ, the Dockerfile says so and the build passes them
+    assert SPECS["torch-cpu"].platform_args("linux/arm64") == {"FRAMEWORKS": "torch==2.9.1"}
+    assert SPECS["torch-cpu"].platform_args("linux/amd64") == {}
+    assert SPECS["keras-jax-cpu"].platform_args("linux/arm64") == {}
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_dockerfile_conventions(name: str) -> None:
     spec = SPECS[name]
@@ -55,16 +66,21 @@ def test_dockerfile_conventions(name: str) -> None:
     assert "\nUSER 10001:10001\n" in text  # the same unprivileged uid in every image
     for key in OCI_LABELS:
         assert f"org.opencontainers.image.{key}" in spec.labels, key
-    for key in ("backend", "variant", "cuda", "python", "frameworks"):
+    for key in ("backend", "variant", "platforms", "cuda", "python", "frameworks"):
         assert f"edgebench.{key}" in spec.labels, key
-    assert spec.labels["edgebench.frameworks"] == spec.args.get("FRAMEWORKS", "")
+    frameworks = spec.args.get("FRAMEWORKS", "")
+    if spec.variant == "jetson":  # the wheels of NVIDIA's (or the Jetson AI Lab's) index, then PyPI's
+        frameworks = f"{spec.args['JETSON_WHEELS']} {frameworks}"
+        assert spec.platforms == ("linux/arm64",) and spec.args.get("JETSON_INDEX_URL") is not None
+    assert spec.labels["edgebench.frameworks"] == frameworks
+    assert set(spec.platforms) <= {"linux/amd64", "linux/arm64"}
     if spec.backend == "agent":
         assert 'ENTRYPOINT ["agent", "run"]' in text
         return
     assert 'ENTRYPOINT ["python", "-m", "runner"]' in text
     assert (spec.cuda == "none") == (spec.variant == "cpu")
     # every module the runner's probe looks for is installed by a pinned requirement
-    pinned = {r.split("==")[0].split("[")[0].replace("-cu100", "").replace("-gpu", "").replace("-cpu", "")
+    pinned = {re.split(r"[=@\[]", r)[0].replace("-cu100", "").replace("-gpu", "").replace("-cpu", "")
               for r in spec.pinned}
     for module, dists in REQUIREMENTS[spec.backend]:
         if module in ("jaxlib", "keras_applications"):
@@ -99,6 +115,33 @@ def test_gpu_image_wheels_exist(spec: ImageSpec) -> None:
     ca = os.environ.get("PIP_CERT")
     results = check_wheels(spec, Path(ca) if ca else None)
     assert results and all(r.ok for r in results), [r for r in results if not r.ok]
+
+
+def _multiarch_cpu_specs() -> list[ImageSpec]:
+    return [s for s in select(SPECS, variant="cpu", platforms=["linux/arm64"]) if s.backend != "agent"]
+
+
+@pytest.mark.parametrize("spec", _multiarch_cpu_specs(), ids=lambda s: s.name)
+def test_cpu_image_wheels_exist_for_arm64(spec: ImageSpec) -> None:
+    """The CPU images built for linux/arm64 pin wheels that PyPI has for aarch64."""
+    ca = os.environ.get("PIP_CERT")
+    results = check_wheels(spec, Path(ca) if ca else None, platform="linux/arm64")
+    assert results and all(r.ok for r in results), [r for r in results if not r.ok]
+    assert all("aarch64" in r.detail for r in results)
+
+
+@pytest.mark.parametrize("spec", select(SPECS, variant="jetson"), ids=lambda s: s.name)
+def test_jetson_image_pins_resolve_for_aarch64(spec: ImageSpec) -> None:
+    """L4T bases cannot be pulled here and NVIDIA's indexes are unreachable: the PyPI pins
+    are checked for the image's Python on aarch64, the Jetson wheels listed as not checked."""
+    if spec.backend == "agent":
+        return
+    ca = os.environ.get("PIP_CERT")
+    results = check_wheels(spec, Path(ca) if ca else None)
+    checked = [r for r in results if r.ok is not None]
+    assert checked and all(r.ok for r in checked), [r for r in checked if not r.ok]
+    assert {r.requirement for r in results if r.ok is None} == set(spec.args["JETSON_WHEELS"].split())
+    assert all("aarch64" in r.detail for r in checked)
 
 
 # -- real builds and a real job ------------------------------------------------------------
