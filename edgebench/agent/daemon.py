@@ -30,6 +30,7 @@ from edgebench.agent.intake import Intake, IntakeConfig
 from edgebench.agent.jobrun import JobOutcome, JobRun, kill_orphaned_runner
 from edgebench.agent.outbox import REASON_MAX, Events, OutboxPublisher
 from edgebench.agent.outcome import load_outcome, save_outcome
+from edgebench.agent.power_mode import run_in_power_mode
 from edgebench.agent.store import AgentStore, StoredJob
 from edgebench.agent.telemetry import Sampler, Telemetry, TelemetryUnavailable, create_telemetry
 from edgebench.agent.telemetry.prometheus import MetricsServer, MetricsSource, start_metrics_server
@@ -364,7 +365,8 @@ class Agent:
             run.cancel(early)  # the cancel came between the claim and now
         self._status_dirty.set()
         try:
-            outcome = run.run()
+            # Jetson: the job's nvpmodel mode, set and restored around it (agent/power_mode.py)
+            outcome = run_in_power_mode(run.run, job.power_mode, self.cfg.allow_power_mode)
         finally:
             with self._running_lock:
                 self._running.pop(job_id, None)

@@ -9,10 +9,12 @@ import sys
 
 import psutil
 
+from edgebench.agent.power_mode import PowerModeControl
 from edgebench.agent.telemetry.base import Telemetry
-from edgebench.agent.telemetry.jetson import device_tree_model
+from edgebench.agent.telemetry.jetson import device_tree_model, is_jetson, l4t_release
 from edgebench.common.version import edgebench_version
 from edgebench.schemas import Fingerprint, GpuInfo
+from edgebench.schemas.power import JetsonState
 
 # /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
 # "model name"; ARM boards (Jetson) often have only "Hardware" or nothing.
@@ -57,6 +59,23 @@ def gpu_inventory(telemetry: Telemetry) -> list[GpuInfo]:
     return telemetry.inventory()
 
 
+def jetson_state(control: PowerModeControl | None = None) -> JetsonState | None:
+    """L4T release, nvpmodel mode and jetson_clocks state; None off a Jetson.
+
+    Read for every result, so a figure always says which power mode and clock
+    policy produced it (a Jetson's throughput moves by 2-4x between modes)."""
+    if not is_jetson():
+        return None
+    control = control or PowerModeControl()
+    found = control.read()
+    return JetsonState(
+        l4t=l4t_release(),
+        power_mode=found[0] if found else None,
+        power_mode_source=found[1] if found else None,  # type: ignore[arg-type]
+        clocks=control.read_clocks(),  # None without root: jetson_clocks --show needs it
+    )
+
+
 def machine_fingerprint(
     libraries: dict[str, str],
     gpus: list[GpuInfo],
@@ -77,4 +96,6 @@ def machine_fingerprint(
         agent_version=agent_version(),
         container_image=container_image,
         container_digest=container_digest,
+        arch=platform.machine() or None,
+        jetson=jetson_state(),
     )

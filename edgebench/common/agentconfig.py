@@ -97,6 +97,11 @@ class AgentConfig(BaseModel):
         "reconciliation after it lost events (docs/JOBS.md).")
     status_interval_s: float = 60.0
     concurrent_per_gpu: bool = False
+    allow_power_mode: bool = Field(
+        default=False,
+        description="Jetson: let jobs set the nvpmodel power mode (JobSpec.power_mode); the agent restores "
+        "the previous mode after each job. Needs root (nvpmodel writes sysfs). docs/JETSON.md.",
+    )
     gpu_indices: list[int] | None = Field(
         default=None,
         description="GPUs (NVML indices) this agent may use; default all. "

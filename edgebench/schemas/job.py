@@ -110,6 +110,12 @@ class JobSpec(StrictModel):
     inference: InferenceSettings | None = Field(
         default=None, description="Mode infer under MLPerf LoadGen; None: the runtime backends' defaults, "
         "and the training frameworks' per-batch predict latency (the thin infer mode).")
+    power_mode: Int | None = Field(
+        default=None, ge=0, le=99,
+        description="Jetson only: the nvpmodel mode id to run the job in. The agent sets it before the "
+        "job and restores the previous mode after, only where its config allows it (allow_power_mode); "
+        "None leaves the mode alone. Ids are per module (docs/JETSON.md).",
+    )
 
     # The rules below tie two fields together; each error names the field to fix.
     # The JSON Schema states them as if/then (model_config below), except the

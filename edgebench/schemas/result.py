@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 from edgebench.schemas.base import Count32, Count64, StrictModel, Timestamp
 from edgebench.schemas.inference import InferenceRun
 from edgebench.schemas.job import Backend, DataFormat, JobSpec, MemoryPolicy, Mode, Precision, Workload
+from edgebench.schemas.power import JetsonState, PowerModeRun
 from edgebench.schemas.status import GpuInfo
 from edgebench.schemas.telemetry import TelemetrySummary, TimeSeries
 
@@ -94,6 +95,8 @@ class Fingerprint(StrictModel):
     agent_version: str
     container_image: str | None = None
     container_digest: str | None = None
+    arch: str | None = Field(default=None, max_length=32, description="platform.machine(): x86_64, aarch64")
+    jetson: JetsonState | None = None  # on a Jetson: L4T, nvpmodel mode, jetson_clocks state
 
 
 class DevicesUsed(StrictModel):
@@ -130,6 +133,7 @@ class Result(StrictModel):
         default_factory=dict, description="What was in force, as the runner reports it."
     )
     devices_used: DevicesUsed | None = None  # absent in results from before it was recorded
+    power_mode: PowerModeRun | None = None  # Jetson: the nvpmodel mode around the job (job.power_mode)
     telemetry: TelemetrySummary | None = None
     timeseries: TimeSeries | None = None
     fingerprint: Fingerprint
