@@ -55,6 +55,27 @@ class GpuTelemetry(StrictModel):
     )
 
 
+class RailEnergy(StrictModel):
+    """One power rail of the board over the measured window(s): Jetson's INA3221
+    monitors, read through sysfs (``hwmon``) or as tegrastats prints them.
+
+    ``scope`` says what the rail covers: ``module_input`` is everything the
+    module draws (VDD_IN, POM_5V_IN), ``rail`` one supply inside it
+    (VDD_CPU_GPU_CV feeds CPU, GPU and CV engines together: it is not GPU
+    power either). Energy is the trapezoid integral of the rail's power."""
+
+    name: str = Field(max_length=64)
+    source: Literal["hwmon", "tegrastats"]
+    scope: Literal["module_input", "rail"]
+    samples: int = Field(ge=0)  # in-window samples with this rail
+    power_w: Stat | None = None
+    energy_j: float | None = None
+    energy_j_per_epoch: float | None = None
+    img_per_j: float | None = None
+    energy_mj_per_image: float | None = Field(
+        default=None, description="mJ per image (in infer mode: per inference) inside the window(s)")
+
+
 class TelemetrySummary(StrictModel):
     source: Literal["nvml", "jetson", "none"]
     interval_s: float
@@ -67,6 +88,13 @@ class TelemetrySummary(StrictModel):
     energy_j: float | None = None  # all GPUs, inside the windows
     energy_j_per_epoch: float | None = None
     img_per_j: float | None = None
+    energy_mj_per_image: float | None = Field(
+        default=None, description="mJ per image (in infer mode: per inference), from energy_j")
+    energy_scope: str | None = Field(
+        default=None, description="What energy_j covers: 'gpu_board' (NVML, summed over the GPUs), "
+        "'module_input:VDD_IN' (a Jetson's whole module, not its GPU alone), 'sum_of_rails:...'.")
+    rails: list[RailEnergy] = Field(
+        default_factory=list, description="Jetson: every power rail of the board, per source (hwmon, tegrastats).")
     memory_policy: str | None = None
     utilisation_meaning: str = UTILISATION_MEANING
     validity: Validity | None = Field(

@@ -23,8 +23,9 @@ def create_telemetry(
 
     ``auto`` takes NVML when it initialises and sees a GPU, else Jetson when
     ``tegrastats`` exists, else none. On a Jetson module, where both may
-    exist, tegrastats wins: NVML on the integrated GPU reports neither
-    utilisation nor power. ``interval_s`` sets tegrastats' own period;
+    exist, the Jetson reader wins (tegrastats and/or the INA3221 rails in
+    sysfs, so also in a container without tegrastats): NVML on the integrated
+    GPU reports neither utilisation nor power (zeus#103). ``interval_s`` sets tegrastats' own period;
     ``nvml_read_plan`` which NVML readings are taken every tick (:data:`READ_PLANS`).
     """
     if kind == "nvml":
@@ -36,8 +37,11 @@ def create_telemetry(
     if kind != "auto":
         raise ValueError(f"unknown telemetry kind {kind!r}")
     has_tegrastats = shutil.which("tegrastats") is not None
-    if has_tegrastats and is_jetson():
-        return JetsonTelemetry(interval_s=interval_s)
+    if is_jetson():
+        try:
+            return JetsonTelemetry(interval_s=interval_s)
+        except TelemetryUnavailable as exc:
+            log.info("Jetson telemetry unavailable: %s", exc)
     try:
         return NvmlTelemetry(plan=nvml_read_plan)
     except TelemetryUnavailable as exc:

@@ -1,9 +1,12 @@
-"""NVIDIA Jetson (integrated GPU) through ``tegrastats``.
+"""NVIDIA Jetson (integrated GPU) through ``tegrastats`` and the board's power monitors.
 
-NVML on a Jetson iGPU reports little (no utilisation, no power), so the
-readings come from ``tegrastats --interval N``, run as a child process whose
-newest line is parsed each tick. :func:`parse_tegrastats_line` is pure and is
-tested on real lines from several modules (tests/fixtures/tegrastats_*.txt).
+NVML on a Jetson iGPU reports little (no utilisation, no power: zeus#103), so
+the readings come from ``tegrastats --interval N``, run as a child process
+whose newest line is parsed each tick, and from the INA3221 power monitors in
+sysfs (:mod:`agent.telemetry.hwmon`), read at each tick. Either alone is
+enough: an agent container without tegrastats still reads the rails.
+:func:`parse_tegrastats_line` is pure and is tested on real lines from several
+modules (tests/fixtures/tegrastats_*.txt).
 
 Line format (NVIDIA Jetson Linux "tegrastats Utility"), fields in any order,
 absent when the module lacks the engine::
@@ -28,12 +31,14 @@ import subprocess
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
+from edgebench.agent.telemetry import hwmon
 from edgebench.agent.telemetry.base import RawReading, Source, Telemetry, TelemetryUnavailable
-from edgebench.agent.telemetry.snapshot import GpuSample
+from edgebench.agent.telemetry.snapshot import GpuSample, RailSample
 from edgebench.schemas.status import GpuInfo
 
 log = logging.getLogger(__name__)
@@ -153,18 +158,32 @@ def parse_tegrastats_line(line: str) -> TegrastatsReading:
     )
 
 
-def sample_from_line(line: str | None) -> GpuSample:
-    """The Jetson's one iGPU as a :class:`GpuSample`.
+def _module_power(rails: dict[str, float]) -> tuple[float | None, str | None]:
+    """(watts, scope) of the whole module from rail powers: its input rail, else their sum."""
+    for name in MODULE_INPUT_RAILS:
+        if name in rails:
+            return rails[name], f"module_input:{name}"
+    if not rails:
+        return None, None
+    return sum(rails.values()), "sum_of_rails:" + "+".join(rails)
+
+
+def sample_from_line(line: str | None, rails_raw: hwmon.RawRails | None = None) -> GpuSample:
+    """The Jetson's one iGPU (the module) as a :class:`GpuSample`.
 
     Memory is unified: "device memory" is system RAM used by everything, and
     there is no per-process GPU memory (None). Power is the module's, not the
-    GPU's (see :attr:`TegrastatsReading.power_scope`); there is no energy
-    counter, so the summary integrates power.
+    GPU's (``power_scope`` names the rail or rails): the INA3221 reading from
+    sysfs when there is one (read at this tick), else tegrastats' (up to one
+    tegrastats interval old). There is no energy counter, so the summary
+    integrates power. Every rail of both sources is kept in ``rails``.
     """
-    if not line:
-        return GpuSample(index=0)
-    r = parse_tegrastats_line(line)
-    power_mw = r.total_power_mw
+    r = parse_tegrastats_line(line) if line else TegrastatsReading()
+    from_hwmon = {name: w for name, v in (rails_raw or {}).items() if (w := hwmon.rail_power_w(v)) is not None}
+    from_tegrastats = {name: rail.current_mw / 1000.0 for name, rail in r.rails.items()}
+    power_w, scope = _module_power(from_hwmon) if from_hwmon else _module_power(from_tegrastats)
+    rails = tuple(RailSample(name, "hwmon", w) for name, w in from_hwmon.items()) + tuple(
+        RailSample(name, "tegrastats", w) for name, w in from_tegrastats.items())
     return GpuSample(
         index=0,
         util_pct=r.gpu_util_pct,
@@ -174,11 +193,12 @@ def sample_from_line(line: str | None) -> GpuSample:
         mem_used_bytes=r.ram_used_bytes,
         mem_total_bytes=r.ram_total_bytes,
         process_mem_bytes=None,
-        power_w=None if power_mw is None else power_mw / 1000.0,
-        power_scope=r.power_scope,
+        power_w=power_w,
+        power_scope=scope,
         energy_mj=None,
         temperature_c=r.gpu_temperature_c,
         clock_event_reasons=None,
+        rails=rails,
     )
 
 
@@ -197,7 +217,7 @@ def device_tree_model() -> str:
         return ""
 
 
-def _l4t_release() -> str | None:
+def l4t_release() -> str | None:
     # First line looks like "# R36 (release), REVISION: 4.4, GCID: ..., BOARD: generic, ..."
     try:
         with open("/etc/nv_tegra_release") as fh:
@@ -209,15 +229,28 @@ def _l4t_release() -> str | None:
 
 
 class JetsonTelemetry(Telemetry):
-    """Reads a long-running ``tegrastats --interval N`` child and parses its newest line."""
+    """Reads a long-running ``tegrastats --interval N`` child (its newest line) and
+    the INA3221 rails in sysfs at every tick; needs at least one of the two.
 
-    def __init__(self, interval_s: float = 0.1, tegrastats: str | None = None) -> None:
+    ``tegrastats`` None looks it up on PATH; ``hwmon_root`` is the sysfs
+    directory holding the ina3221 drivers (tests point it at a replayed tree;
+    None turns the rails off)."""
+
+    def __init__(self, interval_s: float = 0.1, tegrastats: str | None = None,
+                 hwmon_root: Path | None = hwmon.I2C_DRIVERS) -> None:
+        self._rails = hwmon.discover_rails(hwmon_root) if hwmon_root is not None else []
+        self._proc: subprocess.Popen[str] | None = None
+        self._latest: str | None = None
+        self._lock = threading.Lock()
         path = tegrastats or shutil.which("tegrastats")
+        if path is None and not self._rails:
+            raise TelemetryUnavailable("tegrastats is not on PATH and no INA3221 rails are in sysfs")
         if path is None:
-            raise TelemetryUnavailable("tegrastats is not on PATH")
+            log.info("tegrastats not on PATH: Jetson telemetry from the INA3221 rails only")
+            return
         interval_ms = max(1, round(interval_s * 1000))
         try:
-            self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            self._proc = subprocess.Popen(
                 [path, "--interval", str(interval_ms)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -226,13 +259,18 @@ class JetsonTelemetry(Telemetry):
                 bufsize=1,
             )
         except OSError as exc:
-            raise TelemetryUnavailable(f"cannot start tegrastats: {exc}") from exc
-        self._latest: str | None = None
-        self._lock = threading.Lock()
+            if not self._rails:
+                raise TelemetryUnavailable(f"cannot start tegrastats: {exc}") from exc
+            log.warning("cannot start tegrastats (%s): Jetson telemetry from the INA3221 rails only", exc)
+            return
         stdout = self._proc.stdout
         assert stdout is not None
         self._reader = threading.Thread(target=self._read_lines, args=(stdout,), name="tegrastats", daemon=True)
         self._reader.start()
+
+    @property
+    def rails(self) -> list[hwmon.RailFiles]:
+        return list(self._rails)
 
     def _read_lines(self, stream: IO[str]) -> None:
         for line in stream:
@@ -251,7 +289,7 @@ class JetsonTelemetry(Telemetry):
                 index=0,
                 name=device_tree_model() or "NVIDIA Jetson iGPU",
                 uuid=None,
-                driver=_l4t_release(),
+                driver=l4t_release(),
                 cuda=None,
                 mem_total_bytes=psutil.virtual_memory().total,  # unified memory
                 power_limit_w=None,
@@ -261,7 +299,10 @@ class JetsonTelemetry(Telemetry):
     def read_raw(self, indices: Sequence[int] | None = None, *, fresh: bool = False) -> RawReading:
         with self._lock:
             line = self._latest
-        return {"line": line}
+        raw: RawReading = {"line": line}
+        if self._rails:
+            raw["hwmon"] = hwmon.read_rails(self._rails)
+        return raw
 
     def convert(self, raw: RawReading, pids: Iterable[int] = ()) -> tuple[GpuSample, ...]:
         return samples_from_raw(raw, pids)
@@ -282,4 +323,5 @@ class JetsonTelemetry(Telemetry):
 
 def samples_from_raw(raw: RawReading, pids: Iterable[int] = ()) -> tuple[GpuSample, ...]:
     line: Any = raw.get("line")
-    return (sample_from_line(line if isinstance(line, str) else None),)
+    rails: Any = raw.get("hwmon")
+    return (sample_from_line(line if isinstance(line, str) else None, rails if isinstance(rails, dict) else None),)

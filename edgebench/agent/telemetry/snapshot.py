@@ -11,6 +11,15 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class RailSample:
+    """One power rail of the board at one tick (Jetson: INA3221 through hwmon or tegrastats)."""
+
+    name: str  # VDD_IN, VDD_CPU_GPU_CV, VDD_SOC, POM_5V_IN, ...
+    source: str  # "hwmon" | "tegrastats"
+    power_w: float
+
+
+@dataclass(frozen=True, slots=True)
 class GpuSample:
     """One GPU at one tick, in SI-ish units named in every field."""
 
@@ -37,6 +46,7 @@ class GpuSample:
     app_mem_clock_mhz: float | None = None
     ecc_enabled: bool | None = None
     mig_enabled: bool | None = None
+    rails: tuple[RailSample, ...] = ()  # Jetson: the module's power rails (the one "GPU" is the module)
 
 
 @dataclass(frozen=True, slots=True)

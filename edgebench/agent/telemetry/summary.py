@@ -218,10 +218,14 @@ def summarize(
     inside = [s for s in snapshots if in_windows(s.t, windows)]
     if not inside:
         return None
+    # rails.py builds on this module's helpers; imported here to keep the import one-way at load time
+    from edgebench.agent.telemetry.rails import per_image, summarize_rails
+
     by_index = {g.index: g for g in inventory}
     gpus = [summarize_gpu(snapshots, i, windows, by_index.get(i)) for i in _gpu_indices(snapshots)]
     energies = [g.energy_j for g in gpus if g.energy_j is not None]
     energy_j = sum(energies) if energies else None
+    scopes = sorted({g.power_scope for g in gpus if g.energy_j is not None and g.power_scope})
     procs = [s.process for s in inside if s.process is not None]
     return TelemetrySummary(
         source=source,  # type: ignore[arg-type]
@@ -235,6 +239,9 @@ def summarize(
         energy_j=energy_j,
         energy_j_per_epoch=(energy_j / measured_epochs) if energy_j is not None and measured_epochs else None,
         img_per_j=(window_images / energy_j) if energy_j and window_images is not None else None,
+        energy_mj_per_image=per_image(energy_j, window_images, measured_epochs)[2],
+        energy_scope="+".join(scopes) if scopes else None,
+        rails=summarize_rails(snapshots, windows, window_images, measured_epochs),
         memory_policy=memory_policy,
         utilisation_meaning=_meaning(source),
         validity=assess(snapshots, windows, logical_cpus=logical_cpus, max_cpu_freq_mhz=max_cpu_freq_mhz),
