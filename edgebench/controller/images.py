@@ -139,6 +139,10 @@ def parse_platforms(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# `docker info` Architecture -> platform
+_ENGINE_ARCH = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
+
+
 def engine_platform(docker_host: str | None = None) -> str:
     """The platform of the Docker engine that builds (linux/amd64 on x86_64, linux/arm64 on a Jetson)."""
     import docker
@@ -151,10 +155,10 @@ def engine_platform(docker_host: str | None = None) -> str:
             client.close()
     except docker.errors.DockerException as exc:
         raise ImagesError(f"no Docker engine to build on ({exc}); DOCKER_HOST or --docker-host names one") from exc
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
-    if arch is None:
+    platform = _ENGINE_ARCH.get(machine)
+    if platform is None:
         raise ImagesError(f"the engine runs on {machine!r}; edgebench builds for {', '.join(PLATFORMS)}")
-    return f"linux/{arch}"
+    return platform
 
 
 def default_source() -> Path:
@@ -396,7 +400,14 @@ def base_for(base_image: str | None, platform: str | None) -> str | None:
 
 
 def build_command(cli: BuildCli, spec: ImageSpec, context: Path, opts: BuildOptions,
-                  secrets: dict[str, Path], platform: str | None = None, tag: str | None = None) -> list[str]:
+                  secrets: dict[str, Path], platform: str | None = None, tag: str | None = None,
+                  builder: str | None = None) -> list[str]:
+    """The docker build command line; ``builder`` is the engine's own platform.
+
+    A Dockerfile with a ``BYTECODE`` argument byte-compiles its packages in a
+    stage of the builder's platform when the target is another one (an arm64
+    image under QEMU), from ``BUILD_BASE_IMAGE``: the base for the builder's
+    platform (``{arch}`` filled in with the builder's)."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = [*cli.command(), "--progress=plain", "--network", opts.network,
            "-f", str(context / spec.dockerfile), "-t", tag or spec.tag(opts.version),
@@ -410,8 +421,13 @@ def build_command(cli: BuildCli, spec: ImageSpec, context: Path, opts: BuildOpti
     base = base_for(opts.base_image, platform)
     if base:
         cmd += ["--build-arg", f"BASE_IMAGE={base}"]
+    derived: dict[str, str] = {}
+    if "BYTECODE" in spec.args and platform and builder and platform != builder:
+        derived["BYTECODE"] = "cross"
+    if "BUILD_BASE_IMAGE" in spec.args and opts.base_image:
+        derived["BUILD_BASE_IMAGE"] = base_for(opts.base_image, builder or platform) or opts.base_image
     # the platform's own pins, unless the caller set them
-    args = {**spec.platform_args(platform), **opts.build_args}
+    args = {**spec.platform_args(platform), **derived, **opts.build_args}
     for key, value in args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     for sid, path in secrets.items():
@@ -433,6 +449,7 @@ def build_images(specs: Iterable[ImageSpec], opts: BuildOptions, source: Path | 
     if opts.docker_host:
         env["DOCKER_HOST"] = opts.docker_host
     client = docker.DockerClient(base_url=opts.docker_host) if opts.docker_host else docker.from_env()
+    builder = _ENGINE_ARCH.get(str(client.info().get("Architecture", "")))
     built: list[BuiltImage] = []
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgebench-build-")))
@@ -453,7 +470,7 @@ def build_images(specs: Iterable[ImageSpec], opts: BuildOptions, source: Path | 
             context = stage_context(spec, source, tmp / spec.name)
             for platform in opts.platforms or (None,):
                 tag = build_tag(spec, opts.version, platform, several)
-                cmd = build_command(cli, spec, context, opts, secrets, platform, tag)
+                cmd = build_command(cli, spec, context, opts, secrets, platform, tag, builder)
                 t0 = time.monotonic()
                 _run_build(cmd, env, tag, log)
                 image = client.images.get(tag)

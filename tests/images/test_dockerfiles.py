@@ -12,8 +12,9 @@ identical, and a change to one is a change to all:
   Python, CUDA line) and the NVIDIA_DRIVER_CAPABILITIES line (GPU and Jetson
   images only, and L4T asks for all of them);
 - the *install block*, from ``COPY images/common/`` to ``COPY edgebench/runner``,
-  is the same in the four current stacks' GPU and CPU images, up to the CPU
-  torch images' extra index.
+  is the same in the four current stacks' GPU images, and the same in their
+  four CPU images (which also byte-compile on the builder's platform, for
+  arm64 builds under QEMU), up to the CPU torch images' extra index.
 
 A failure prints the differing lines against the form most files share.
 """
@@ -50,6 +51,8 @@ def runtime_block(text: str) -> list[str]:
     for line in lines[start:]:
         if "NVIDIA_DRIVER_CAPABILITIES" in line or line.startswith("# L4T: NVIDIA's own l4t images"):
             continue
+        if re.fullmatch(r"ARG (FRAMEWORKS|SUPPORT|JETSON_WHEELS)", line):
+            continue  # multi-stage Dockerfiles bring a global ARG into the last stage
         line = re.sub(r"^ARG CUDA=.*$", "ARG CUDA=<cuda>", line)
         line = _NAMING_LABELS.sub(r'\1"<value>"', line)
         out.append(line)
@@ -78,10 +81,19 @@ def test_every_runner_dockerfile_has_the_same_runtime_block() -> None:
     _check_same(blocks, "runtime block")
 
 
-def test_current_stack_dockerfiles_have_the_same_install_block() -> None:
-    names = [s.name for s in RUNNERS if s.backend in CURRENT and s.variant in ("gpu", "cpu")]
-    assert len(names) == 8
+@pytest.mark.parametrize("variant", ["gpu", "cpu"])
+def test_current_stack_dockerfiles_have_the_same_install_block(variant: str) -> None:
+    names = [s.name for s in RUNNERS if s.backend in CURRENT and s.variant == variant]
+    assert len(names) == 4
     _check_same({n: install_block(_text(n)) for n in names}, "install block")
+
+
+def test_multiarch_dockerfiles_compile_bytecode_on_the_builder() -> None:
+    for name in ("agent", "keras-jax-cpu", "keras-tensorflow-cpu", "keras-torch-cpu", "torch-cpu"):
+        text = _text(name)
+        assert "FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS bytecode-cross" in text, name
+        assert "pip-install.sh --no-compile" in text and "COPY --from=bytecode /pyc/ /" in text, name
+        assert SPECS[name].args["BYTECODE"] == "native", name
 
 
 def test_the_check_sees_a_drifted_copy() -> None:
