@@ -6,9 +6,11 @@
 # tests start on a free port to push a manifest list to.
 # Idempotent and quiet: safe to run on every CI run.
 #
-#   scripts/setup-qemu.sh            # install if missing, mount binfmt_misc, register aarch64
-#   scripts/setup-qemu.sh --check    # exit 0 when arm64 binaries run here, 1 otherwise
-#   scripts/setup-qemu.sh --remove   # undo what an earlier run did (and only that)
+#   scripts/setup-qemu.sh              # install if missing, mount binfmt_misc, register aarch64
+#   scripts/setup-qemu.sh --with-base  # the same, then the arm64 base image
+#                                      # (scripts/start-dockerd.sh --arch arm64); .ci/run does this
+#   scripts/setup-qemu.sh --check      # exit 0 when arm64 binaries run here, 1 otherwise
+#   scripts/setup-qemu.sh --remove     # undo what an earlier run did (and only that)
 #
 # Why each step:
 # - qemu-user-static (7.2 in Debian 12) ships statically linked emulators and
@@ -52,9 +54,9 @@ case "${1:-}" in
     say "removed what an earlier run set up"
     exit 0
     ;;
-  "") ;;
+  "" | --with-base) ;;
   *)
-    say "unknown option $1 (none, --check or --remove)"
+    say "unknown option $1 (none, --with-base, --check or --remove)"
     exit 2
     ;;
 esac
@@ -95,3 +97,6 @@ if ! registered; then
 fi
 registered || { say "the aarch64 entry did not register"; exit 1; }
 say "ready (arm64 binaries run through $(sed -n 's/^interpreter //p' "$entry"))"
+if [ "${1:-}" = --with-base ]; then
+  exec "$(dirname "$0")/start-dockerd.sh" --arch arm64
+fi
