@@ -207,3 +207,20 @@ def test_agent_that_does_not_allow_it_fails_the_job(tools, start_agent, watcher,
     assert ev.state is JobState.FAILED and ev.error_type is ErrorType.UNSUPPORTED
     assert "allow_power_mode" in (ev.reason or "")
     assert tools.sets() == [] and tools.mode == 2
+
+
+# -- the fingerprint ---------------------------------------------------------------------
+def test_fingerprint_records_the_mode_and_the_clocks_on_a_jetson(tools, monkeypatch) -> None:
+    import edgebench.agent.fingerprint as fingerprint
+
+    monkeypatch.setattr(fingerprint, "is_jetson", lambda: True)
+    monkeypatch.setattr(fingerprint, "l4t_release", lambda: "L4T R36.4")
+    fp = fingerprint.machine_fingerprint({}, [])
+    assert fp.arch and fp.jetson is not None
+    assert fp.jetson.l4t == "L4T R36.4" and fp.jetson.power_mode_source == "nvpmodel"
+    assert fp.jetson.power_mode == PowerMode(id=2, name="MAXN_SUPER")
+    clocks = fp.jetson.clocks
+    assert clocks is not None and not clocks.locked and clocks.cpu_locked is False
+    assert (clocks.gpu_min_mhz, clocks.gpu_max_mhz) == (306.0, 1020.0) and clocks.emc_override is False
+    monkeypatch.setattr(fingerprint, "is_jetson", lambda: False)
+    assert fingerprint.machine_fingerprint({}, []).jetson is None

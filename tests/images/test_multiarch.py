@@ -153,8 +153,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's docker-registry (the distribution registry server) on a free loopback port."""
+def registry(tmp_path: Path, docker_client: Any) -> Iterator[str]:  # noqa: F811
+    """Debian's docker-registry (the distribution registry server) on a free loopback port;
+    the local tags of what was pushed there go with it."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry not installed (scripts/setup-qemu.sh installs it)")
@@ -182,6 +183,10 @@ def registry(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        for image in docker_client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"127.0.0.1:{port}/"):
+                    docker_client.images.remove(tag)
 
 
 @pytest.mark.docker
