@@ -39,7 +39,7 @@ from edgebench.controller.images import ImageSpec, catalogue  # noqa: E402
 OUT = REPO / "images" / "common" / "constraints"
 
 
-def requirements(spec: ImageSpec) -> list[str]:
+def requirements(spec: ImageSpec, platform: str | None = None) -> list[str]:
     if spec.backend == "agent":
         sys.path.insert(0, str(REPO / "images" / "agent"))
         import tomllib
@@ -47,22 +47,24 @@ def requirements(spec: ImageSpec) -> list[str]:
         doc = tomllib.loads((REPO / "pyproject.toml").read_text())
         return [*doc["build-system"]["requires"], *doc["project"]["dependencies"],
                 *doc["project"]["optional-dependencies"]["docker"]]
-    return spec.pinned
+    return spec.pins_for(platform) if platform else spec.pinned
 
 
 # the oldest Python each image's Python is built with somewhere (the tests' Debian 12 base has 3.11)
 OLDEST_PYTHON = {"3.12": "3.11"}
 
 
-def resolve(spec: ImageSpec, python: str | None = None, constraints: Path | None = None) -> list[str]:
-    """name==version for every distribution pip would install into the image (under ``constraints``)."""
+def resolve(spec: ImageSpec, python: str | None = None, constraints: Path | None = None,
+            platform: str | None = None) -> list[str]:
+    """name==version for every distribution pip would install into the image (under ``constraints``),
+    on ``platform`` (default: the image's first, linux/amd64 for the multi-arch ones)."""
     python = python or OLDEST_PYTHON.get(spec.python, spec.python)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                "--report", str(report), "--only-binary=:all:", "--python-version", python,
                "--implementation", "cp", "--target", str(Path(tmp) / "target"), "--timeout", "30", "--retries", "1"]
-        for plat in manylinux_platforms(spec):
+        for plat in manylinux_platforms(spec, platform):
             cmd += ["--platform", plat]
         if spec.args.get("TORCH_INDEX_URL"):
             cmd += ["--extra-index-url", spec.args["TORCH_INDEX_URL"]]
@@ -71,7 +73,8 @@ def resolve(spec: ImageSpec, python: str | None = None, constraints: Path | None
         env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
         env.pop("PIP_FIND_LINKS", None)
         env.pop("PIP_CONSTRAINT", None)
-        proc = subprocess.run([*cmd, *requirements(spec)], capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run([*cmd, *requirements(spec, platform)], capture_output=True, text=True, env=env,
+                              timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "pip failed")
         installed = json.loads(report.read_text())["install"]
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in args.images or sorted(specs):
         spec = specs[name]
+        if spec.variant == "jetson":  # NVIDIA's indexes, arm64 only: built and pinned on the Jetson itself
+            print(f"{name}: not locked (Jetson wheels come from {spec.args.get('JETSON_INDEX_URL') or 'a URL'})")
+            continue
         try:
             try:
                 pins = resolve(spec)
@@ -158,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
             if again != pins:
                 print(f"{name}: Python {python} adds or drops packages: {sorted(set(again) ^ set(pins))}",
                       file=sys.stderr)
+        if "linux/arm64" in spec.platforms:  # one lock for both platforms of a multi-arch image
+            try:
+                arm = resolve(spec, constraints=path, platform="linux/arm64")
+                extra = sorted(set(arm) - set(pins))
+                if extra:
+                    print(f"{name}: on linux/arm64 also {extra} (FRAMEWORKS_ARM64)")
+            except RuntimeError as exc:
+                print(f"{name}: the lock does not install on linux/arm64: {exc}", file=sys.stderr)
+                failed += 1
         print(f"{name}: {len(pins)} packages -> {path.relative_to(REPO)}")
     return 1 if failed and not args.images else 0
 

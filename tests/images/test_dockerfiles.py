@@ -63,8 +63,10 @@ def install_block(text: str) -> list[str]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("COPY images/common/"))
     end = next(i for i, line in enumerate(lines) if line.startswith("COPY edgebench/runner"))
+    # the lock each image installs under is its own (tests/test_locks.py checks those lines)
     return [line.replace('${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ', "")
-            for line in lines[start:end]]
+            for line in lines[start:end]
+            if not line.startswith(("ARG PIP_CONSTRAINT=", "# every package pinned (scripts/lock_images.py)"))]
 
 
 def _check_same(blocks: dict[str, list[str]], what: str) -> None:

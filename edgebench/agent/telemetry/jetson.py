@@ -182,8 +182,9 @@ def sample_from_line(line: str | None, rails_raw: hwmon.RawRails | None = None) 
     from_hwmon = {name: w for name, v in (rails_raw or {}).items() if (w := hwmon.rail_power_w(v)) is not None}
     from_tegrastats = {name: rail.current_mw / 1000.0 for name, rail in r.rails.items()}
     power_w, scope = _module_power(from_hwmon) if from_hwmon else _module_power(from_tegrastats)
-    rails = tuple(RailSample(name, "hwmon", w) for name, w in from_hwmon.items()) + tuple(
-        RailSample(name, "tegrastats", w) for name, w in from_tegrastats.items())
+    rails = tuple(RailSample(name, source, w, "module_input" if name in MODULE_INPUT_RAILS else "rail")
+                  for source, readings in (("hwmon", from_hwmon), ("tegrastats", from_tegrastats))
+                  for name, w in readings.items())
     return GpuSample(
         index=0,
         util_pct=r.gpu_util_pct,

@@ -17,6 +17,7 @@ class RailSample:
     name: str  # VDD_IN, VDD_CPU_GPU_CV, VDD_SOC, POM_5V_IN, ...
     source: str  # "hwmon" | "tegrastats"
     power_w: float
+    scope: str = "rail"  # "module_input": everything the module draws; "rail": one supply inside it
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from edgebench.schemas.status import GpuInfo
 from edgebench.schemas.telemetry import (
     UTILISATION_MEANING,
     GpuTelemetry,
+    RailEnergy,
     Stat,
     TelemetrySummary,
     TimeSeries,
@@ -218,9 +219,6 @@ def summarize(
     inside = [s for s in snapshots if in_windows(s.t, windows)]
     if not inside:
         return None
-    # rails.py builds on this module's helpers; imported here to keep the import one-way at load time
-    from edgebench.agent.telemetry.rails import per_image, summarize_rails
-
     by_index = {g.index: g for g in inventory}
     gpus = [summarize_gpu(snapshots, i, windows, by_index.get(i)) for i in _gpu_indices(snapshots)]
     energies = [g.energy_j for g in gpus if g.energy_j is not None]
@@ -246,6 +244,61 @@ def summarize(
         utilisation_meaning=_meaning(source),
         validity=assess(snapshots, windows, logical_cpus=logical_cpus, max_cpu_freq_mhz=max_cpu_freq_mhz),
     )
+
+
+# --- power rails (Jetson) -------------------------------------------------------
+# A Jetson reports its module's rails (the one GpuSample is the module): each rail's
+# power series, per source, is integrated over the windows with the same trapezoid
+# rule as a GPU without an energy counter.
+
+def rail_series(snapshots: Sequence[Snapshot], name: str, source: str) -> tuple[list[float], list[float]]:
+    """(times, watts) of one rail from one source, strictly increasing in time."""
+    ts: list[float] = []
+    vs: list[float] = []
+    for snap in snapshots:
+        for gpu in snap.gpus:
+            for rail in gpu.rails:
+                if rail.name == name and rail.source == source and (not ts or snap.t > ts[-1]):
+                    ts.append(snap.t)
+                    vs.append(rail.power_w)
+    return ts, vs
+
+
+def per_image(energy_j: float | None, window_images: int | None, measured_epochs: int | None
+              ) -> tuple[float | None, float | None, float | None]:
+    """(J per epoch, images per J, mJ per image) of one energy figure; None where undefined."""
+    if energy_j is None:
+        return None, None, None
+    per_epoch = energy_j / measured_epochs if measured_epochs else None
+    img_per_j = window_images / energy_j if energy_j > 0 and window_images is not None else None
+    mj_per_image = energy_j * 1000.0 / window_images if window_images else None
+    return per_epoch, img_per_j, mj_per_image
+
+
+def summarize_rails(snapshots: Sequence[Snapshot], windows: Sequence[Window], window_images: int | None = None,
+                    measured_epochs: int | None = None) -> list[RailEnergy]:
+    """One RailEnergy per (rail, source) seen in the snapshots, module input first."""
+    scopes: dict[tuple[str, str], str] = {}
+    for snap in snapshots:
+        for gpu in snap.gpus:
+            for rail in gpu.rails:
+                scopes.setdefault((rail.name, rail.source), rail.scope)
+    out: list[RailEnergy] = []
+    for name, source in scopes:
+        ts, watts = rail_series(snapshots, name, source)
+        inside = [w for t, w in zip(ts, watts) if in_windows(t, windows)]
+        parts = [integrate(ts, watts, b, e) for b, e in windows]
+        known = [p for p in parts if p is not None]
+        energy_j = sum(known) if known else None
+        per_epoch, img_per_j, mj_per_image = per_image(energy_j, window_images, measured_epochs)
+        out.append(RailEnergy(
+            name=name, source=source,  # type: ignore[arg-type]
+            scope=scopes[name, source],  # type: ignore[arg-type]
+            samples=len(inside), power_w=stat(inside), energy_j=energy_j, energy_j_per_epoch=per_epoch,
+            img_per_j=img_per_j, energy_mj_per_image=mj_per_image,
+        ))
+    out.sort(key=lambda r: (r.scope != "module_input", r.source != "hwmon", r.name))
+    return out
 
 
 # --- time series --------------------------------------------------------------
