@@ -18,6 +18,7 @@ from edgebench.controller.plan import build_job
 from edgebench.controller.store import ResultStore
 from edgebench.runner.probe import REQUIREMENTS
 from edgebench.schemas import TERMINAL_STATES, Backend, JobState
+from edgebench.schemas.job import RUNTIME_BACKENDS
 from tests.helpers import run_jobs, wait_online
 from tests.images.fixtures import (  # noqa: F401 - fixtures
     BASE_IMAGE,
@@ -29,7 +30,8 @@ from tests.images.fixtures import (  # noqa: F401 - fixtures
 )
 
 SPECS = catalogue()
-RUNNER_BACKENDS = [b.value for b in Backend if b is not Backend.SLEEP]
+# the training stacks; the inference runtimes (docs/INFERENCE.md) have no images yet
+RUNNER_BACKENDS = [b.value for b in Backend if b is not Backend.SLEEP and b not in RUNTIME_BACKENDS]
 OCI_LABELS = ("title", "description", "source", "licenses", "version", "base.name")
 
 
