@@ -9,12 +9,12 @@ import sys
 
 import psutil
 
-from edgebench.agent.power_mode import PowerModeControl
 from edgebench.agent.telemetry.base import Telemetry
 from edgebench.agent.telemetry.jetson import device_tree_model, is_jetson, l4t_release
+from edgebench.agent.telemetry.jetson_power import PowerModeControl, clocks_pinned
 from edgebench.common.version import edgebench_version
 from edgebench.schemas import Fingerprint, GpuInfo
-from edgebench.schemas.power import JetsonState
+from edgebench.schemas.power import JetsonClocks, JetsonState
 
 # /proc/cpuinfo keys that name the CPU, in order of preference: x86 has
 # "model name"; ARM boards (Jetson) often have only "Hardware" or nothing.
@@ -72,8 +72,14 @@ def jetson_state(control: PowerModeControl | None = None) -> JetsonState | None:
         l4t=l4t_release(),
         power_mode=found[0] if found else None,
         power_mode_source=found[1] if found else None,  # type: ignore[arg-type]
-        clocks=control.read_clocks(),  # None without root: jetson_clocks --show needs it
+        clocks=control.read_clocks() or _clocks_from_sysfs(),
     )
+
+
+def _clocks_from_sysfs() -> JetsonClocks | None:
+    """jetson_clocks --show needs root; without it, whether the clocks are pinned is still in sysfs."""
+    pinned = clocks_pinned()
+    return None if pinned is None else JetsonClocks(locked=pinned)
 
 
 def machine_fingerprint(

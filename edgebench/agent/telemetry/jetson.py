@@ -36,7 +36,7 @@ from typing import IO, Any
 
 import psutil
 
-from edgebench.agent.telemetry import hwmon
+from edgebench.agent.telemetry import hwmon, jetson_power
 from edgebench.agent.telemetry.base import RawReading, Source, Telemetry, TelemetryUnavailable
 from edgebench.agent.telemetry.snapshot import GpuSample, RailSample
 from edgebench.schemas.status import GpuInfo
@@ -238,8 +238,9 @@ class JetsonTelemetry(Telemetry):
     None turns the rails off)."""
 
     def __init__(self, interval_s: float = 0.1, tegrastats: str | None = None,
-                 hwmon_root: Path | None = hwmon.I2C_DRIVERS) -> None:
+                 hwmon_root: Path | None = hwmon.I2C_DRIVERS, sys_root: Path = Path("/sys")) -> None:
         self._rails = hwmon.discover_rails(hwmon_root) if hwmon_root is not None else []
+        self._sys_root = sys_root
         self._proc: subprocess.Popen[str] | None = None
         self._latest: str | None = None
         self._lock = threading.Lock()
@@ -272,6 +273,10 @@ class JetsonTelemetry(Telemetry):
     @property
     def rails(self) -> list[hwmon.RailFiles]:
         return list(self._rails)
+
+    def device_state(self) -> dict[str, Any]:
+        """The nvpmodel mode and the jetson_clocks state, for the validity record (window edges)."""
+        return jetson_power.device_state(sys_root=self._sys_root)
 
     def _read_lines(self, stream: IO[str]) -> None:
         for line in stream:
