@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebench.controller.errors import ControllerError
-from edgebench.controller.images import BuiltImage, find_build_cli, platform_arch
+from edgebench.controller.image_build import BuiltImage, find_build_cli
+from edgebench.controller.images import platform_arch
 
 
 class PushError(ControllerError):

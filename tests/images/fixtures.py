@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from edgebench.controller.images import BuildOptions, BuiltImage, build_images, catalogue
+from edgebench.controller.image_build import BuildOptions, BuiltImage, build_images
+from edgebench.controller.images import catalogue
 
 BASE_IMAGE = os.environ.get("EDGEBENCH_TEST_BASE_IMAGE", "local/debian:bookworm")
 VERSION = "0.0.0-test"

@@ -27,20 +27,17 @@ import pytest
 
 from edgebench.controller.deploy import DeploySettings, Target, deploy
 from edgebench.controller.fleet import Dispatched, FleetClient
-from edgebench.controller.image_checks import manylinux_platforms
-from edgebench.controller.images import (
+from edgebench.controller.image_build import (
     BuildCli,
     BuildOptions,
     BuiltImage,
-    ImagesError,
     base_for,
     build_command,
     build_images,
     build_tag,
-    catalogue,
-    parse_platforms,
-    select,
 )
+from edgebench.controller.image_checks import manylinux_platforms
+from edgebench.controller.images import ImagesError, catalogue, parse_platforms, select
 from edgebench.controller.plan import build_job
 from edgebench.controller.registry import manifest_platforms, push_images
 from edgebench.controller.store import ResultStore

@@ -12,16 +12,9 @@ from edgebench.common.console import Column, markup
 from edgebench.common.version import docker_tag
 from edgebench.controller.commands._options import JsonOpt, out, output
 from edgebench.controller.errors import ControllerError, ControllerUsageError
+from edgebench.controller.image_build import BuildOptions, BuiltImage, build_images, engine_platform
 from edgebench.controller.image_checks import check_wheels, lint
-from edgebench.controller.images import (
-    BuildOptions,
-    BuiltImage,
-    build_images,
-    catalogue,
-    engine_platform,
-    parse_platforms,
-    select,
-)
+from edgebench.controller.images import catalogue, parse_platforms, select
 
 app = typer.Typer(help="Runner and agent images (docs/IMAGES.md).", no_args_is_help=True)
 
