@@ -21,7 +21,7 @@ from typing import Any
 
 from edgebench.agent import faults
 from edgebench.agent.outbox import FIELD_MAX, REASON_MAX, Events
-from edgebench.agent.store import AgentStore
+from edgebench.agent.store import FIRST_ATTEMPT, AgentStore
 from edgebench.agent.validation import Rejection, check_job
 from edgebench.common.mqtt import Message
 from edgebench.common.text import printable
@@ -104,12 +104,12 @@ class Intake:
             self.reject(job.job_id, msg_id, rej.reason, rej.field, job.sweep_id)
             return
         if not self.store.accept(job, msg_id, self.cfg.events_topic,
-                                 self.events.builder(job.job_id, 1, JobState.QUEUED, job.sweep_id)):
+                                 self.events.builder(job.job_id, FIRST_ATTEMPT, JobState.QUEUED, job.sweep_id)):
             return
         log.info("job %s queued: %s %s bs %d", job.job_id, job.backend.value, job.workload.model,
                  job.workload.batch_size)
         faults.point("intake:before-ack")
-        self.on_queued(job.job_id, 1)
+        self.on_queued(job.job_id, FIRST_ATTEMPT)
 
     def reject(self, job_id: str | None, msg_id: str | None, reason: str, field: str,
                sweep_id: str | None = None) -> None:

@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS counters (
 # Stores made before the msg_id column: add it (idempotent).
 _MIGRATIONS = ("ALTER TABLE jobs ADD COLUMN msg_id TEXT",)
 
+# A job's first execution. Only a new attempt of the same job id would count on from
+# here (none is made today: an interrupted job is reported, not re-run); attempt 0 is
+# an answer to a message, never an execution (schemas.events.JobEvent).
+FIRST_ATTEMPT = 1
+
 # Builds an event's payload once its sequence number is known (inside the transaction).
 PayloadBuilder = Callable[[int], bytes]
 
@@ -158,7 +163,7 @@ class AgentStore:
 
     # -- jobs -------------------------------------------------------------------------
     def accept(self, spec: JobSpec, msg_id: str | None, topic: str, build: PayloadBuilder,
-               attempt: int = 1) -> bool:
+               attempt: int = FIRST_ATTEMPT) -> bool:
         """Store a new job as QUEUED together with its QUEUED event; False if the job
         id is already known (a duplicate delivery or a replayed copy)."""
         now = time.time()
