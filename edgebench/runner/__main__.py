@@ -10,34 +10,10 @@ import os
 import sys
 import traceback
 
-from .errors import Unsupported, classify
-from .protocol import Emitter
-
-
-def _backend_module(backend, spec=None):
-    if backend in ("onnxruntime", "openvino", "litert", "tensorrt") or (
-            backend == "torch" and spec is not None and spec.get("inference")):
-        # deployment runtimes, and torch under LoadGen (docs/INFERENCE.md)
-        from .inference import run as inference_run
-
-        return inference_run
-    if backend in ("keras-jax", "keras-torch", "keras-tensorflow"):
-        from . import keras3
-
-        return keras3
-    if backend in ("keras-mxnet", "keras-tensorflow1"):
-        from . import legacy
-
-        return legacy
-    if backend == "torch":
-        from . import torch_native
-
-        return torch_native
-    if backend == "sleep":
-        from . import sleep
-
-        return sleep
-    raise Unsupported("no runner for backend %r" % backend)
+from . import protocol, skeleton
+from .context import RunContext
+from .errors import classify
+from .registry import backend_class
 
 
 def main(argv=None):
@@ -45,18 +21,18 @@ def main(argv=None):
     parser.add_argument("--job", required=True, help="job spec JSON file")
     parser.add_argument("--dataset-root", default=".")
     args = parser.parse_args(argv)
-    emitter = Emitter.take_stdout()
+    emitter = protocol.Emitter.take_stdout()
     with open(args.job) as fh:
         spec = json.load(fh)
-    spec["_job_path"] = os.path.abspath(args.job)
     try:
-        _backend_module(spec["backend"], spec).run(spec, emitter, args.dataset_root)
+        ctx = RunContext(spec, args.dataset_root, os.path.abspath(args.job), emitter)
+        skeleton.run(ctx, backend_class(ctx.backend, spec))
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         err = classify(exc)
         traceback.print_exc(file=sys.stderr)
-        emitter.emit("error", error_type=err.error_type, message=str(err)[:4000])
+        emitter.send(protocol.error(err.error_type, str(err)))
         return 2
     return 0
 

@@ -1,8 +1,17 @@
-"""Typed runner errors; their names travel as the error_type of a FAILED event."""
+"""Typed runner errors; their names travel as the error_type of a FAILED event.
+
+The names are a subset of edgebench.schemas.ErrorType (a test keeps them in
+step); RunnerCrash, Interrupted and Invalid are the agent's own.
+"""
 
 
 class RunnerError(Exception):
     error_type = "BackendError"
+
+    def __init__(self, message, field=None):
+        # a job field the error is about goes first: "gpus: ..." (the REJECTED convention)
+        self.field = field
+        Exception.__init__(self, "%s: %s" % (field, message) if field else message)
 
 
 class DataMissing(RunnerError):
@@ -14,8 +23,12 @@ class OutOfMemory(RunnerError):
 
 
 class Unsupported(RunnerError):
+    """What this backend cannot do here; ``field`` names the job field."""
+
     error_type = "Unsupported"
 
+
+ERROR_TYPES = (RunnerError.error_type, DataMissing.error_type, OutOfMemory.error_type, Unsupported.error_type)
 
 _OOM_MARKERS = (
     "out of memory",
@@ -26,6 +39,8 @@ _OOM_MARKERS = (
     "cuda_error_out_of_memory",
     "failed to allocate",
 )
+# exception types that mean OOM whatever their text says (torch.cuda.OutOfMemoryError)
+_OOM_TYPES = ("OutOfMemoryError",)
 
 
 def classify(exc):
@@ -35,7 +50,6 @@ def classify(exc):
     if isinstance(exc, MemoryError):
         return OutOfMemory("host memory exhausted: %s" % (exc,))
     text = ("%s: %s" % (type(exc).__name__, exc)).lower()
-    for marker in _OOM_MARKERS:
-        if marker in text:
-            return OutOfMemory("%s: %s" % (type(exc).__name__, str(exc)[:2000]))
+    if type(exc).__name__ in _OOM_TYPES or any(marker in text for marker in _OOM_MARKERS):
+        return OutOfMemory("%s: %s" % (type(exc).__name__, str(exc)[:2000]))
     return RunnerError("%s: %s" % (type(exc).__name__, str(exc)[:2000]))

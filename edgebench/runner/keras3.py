@@ -3,18 +3,18 @@ KERAS_BACKEND in the runner's own environment, never ~/.keras."""
 
 import os
 
-from . import keras_common
-from .datasets import is_streamed, load
+from . import keras_common, protocol
+from .backend import Backend
 from .errors import Unsupported
 
 
-def configure_memory(backend, spec):
+def configure_memory(backend, ctx):
     """Map the memory policy onto each backend's own mechanism; return a description.
 
     Environment variables must be set before the framework is imported.
     """
-    policy = spec.get("memory_policy", "default")
-    frac = spec.get("memory_fraction")
+    policy = ctx.memory_policy
+    frac = ctx.memory_fraction
     if backend == "jax":
         if policy == "grow":
             os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
@@ -37,9 +37,9 @@ def configure_memory(backend, spec):
     return policy
 
 
-def apply_memory_after_import(backend, spec):
-    policy = spec.get("memory_policy", "default")
-    frac = spec.get("memory_fraction")
+def apply_memory_after_import(backend, ctx):
+    policy = ctx.memory_policy
+    frac = ctx.memory_fraction
     if backend == "torch":
         import torch
 
@@ -95,30 +95,203 @@ def library_versions(backend):
     return versions
 
 
-def setup_data_parallel(keras, backend, gpus, spec):
-    """Data parallelism with each backend's own mechanism; returns knobs to record.
+class Keras3Backend(Backend):
+    """Keras 3 on the framework named by ``keras_backend`` (a subclass per backend)."""
 
-    EDGEBENCH_VIRTUAL_CPU_DEVICES=1 lets CI exercise the path on virtual CPU
-    devices (JAX: XLA_FLAGS=--xla_force_host_platform_device_count=N).
-    """
-    kind = "cpu" if os.environ.get("EDGEBENCH_VIRTUAL_CPU_DEVICES") == "1" else "gpu"
-    if backend == "jax":
-        devices = keras.distribution.list_devices(kind)
-        if len(devices) < gpus:
-            raise Unsupported("gpus=%d but JAX sees %d %s devices" % (gpus, len(devices), kind))
-        spec["_apply_distribution"] = lambda: keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=devices[:gpus]))
-        return {"distribution": "keras.distribution.DataParallel over %d %s devices" % (gpus, kind)}
-    if backend == "tensorflow":
+    keras_backend = ""
+
+    @classmethod
+    def probe_problems(cls, versions):
+        return [] if versions.get("keras", "3").split(".")[0] == "3" else ["keras>=3"]
+
+    def check(self):
+        if self.ctx.gpus > 1 and self.keras_backend not in ("jax", "tensorflow"):
+            raise Unsupported("Keras 3 on %s has no multi-device data parallelism; use backend 'torch' "
+                              "(DistributedDataParallel) or keras-jax" % self.keras_backend, field="gpus")
+
+    def setup(self):
+        ctx = self.ctx
+        os.environ["KERAS_BACKEND"] = self.keras_backend
+        self.memory_desc = configure_memory(self.keras_backend, ctx)
+        import keras
+
+        if keras.backend.backend() != self.keras_backend:
+            raise Unsupported("KERAS_BACKEND=%s but keras chose %s" % (self.keras_backend, keras.backend.backend()))
+        apply_memory_after_import(self.keras_backend, ctx)
+        self.keras = keras
+        self.data_format = ctx.data_format or "channels_last"
+        keras.config.set_image_data_format(self.data_format)
+        self.policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[ctx.precision]
+        keras.mixed_precision.set_global_policy(self.policy)
+        self.jit = "auto" if ctx.compile is None else bool(ctx.compile)
+        self.sync = make_sync(self.keras_backend)
+        self.distribution = None  # applied again after every clear_session(), which resets it
+        self.scope = None  # a distribution strategy's scope (MirroredStrategy)
+        self.knobs_dist = {}
+        self.model = None
+
+    def versions(self):
+        return library_versions(self.keras_backend)
+
+    def timer_sync(self):
+        return self.sync
+
+    def device_kind(self):
+        # EDGEBENCH_VIRTUAL_CPU_DEVICES=1 lets CI exercise data parallelism on virtual CPU devices
+        return "cpu" if os.environ.get("EDGEBENCH_VIRTUAL_CPU_DEVICES") == "1" else "gpu"
+
+    def place(self):
+        """Data parallelism with each backend's own mechanism (JAX DataParallel, TF MirroredStrategy)."""
+        ctx = self.ctx
+        if ctx.gpus <= 1:
+            return
+        keras, kind, gpus = self.keras, self.device_kind(), ctx.gpus
+        if self.keras_backend == "jax":
+            devices = keras.distribution.list_devices(kind)[:gpus]
+            self.distribution = lambda: keras.distribution.DataParallel(devices=devices)
+            self.knobs_dist = {"distribution": "keras.distribution.DataParallel over %d %s devices" % (gpus, kind)}
+        else:
+            import tensorflow as tf
+
+            names = ["/%s:%d" % (kind, i) for i in range(gpus)]
+            self.scope = tf.distribute.MirroredStrategy(devices=names).scope
+            self.knobs_dist = {"distribution": "tf.distribute.MirroredStrategy over %s" % ",".join(names)}
+        # workload.batch_size is per device; the framework splits the global batch
+        ctx.replicas = gpus
+        ctx.placement = self.knobs_dist["distribution"]
+
+    def load(self):
+        self.x, self.y, self.stream, loaded, self.loader = keras_common.load_data(self.ctx, self.data_format)
+        return loaded
+
+    def build(self):
+        keras = self.keras
+        keras.backend.clear_session()
+        if self.distribution is not None:
+            keras.distribution.set_distribution(self.distribution())
+        mixed = self.ctx.precision != "fp32"
+        if self.ctx.infer:
+            model = keras_common.build_model(keras, self.ctx, self.data_format, mixed)
+            if self.jit in (True, False):
+                # an uncompiled model never saw the job's compile flag: predict would use Keras's default
+                model.jit_compile = self.jit
+        else:
+            with (self.scope() if self.scope else keras_common.NoScope()):
+                model = keras_common.build_model(keras, self.ctx, self.data_format, mixed)
+                keras_common.compile_model(keras, model, self.ctx, {"jit_compile": self.jit})
+        self.model = model
+        return model
+
+    def train(self, model, timer):
+        seq = None
+        if self.stream is not None:
+            seq = keras_common.streaming_fit_sequence(self.keras, self.ctx, self.stream)
+        return keras_common.fit(self.keras, model, timer, self.ctx, self.x, self.y, seq=seq)
+
+    def infer(self, model, timer):
+        keras_common.predict(model, timer, self.ctx, self.x)
+
+    def knobs(self):
+        knobs = {
+            "keras_backend": self.keras_backend,
+            "dtype_policy": self.policy,
+            "image_data_format": self.data_format,
+            "jit_compile": str(self.jit),
+            "memory": self.memory_desc,
+            "data": self.loader,
+        }
+        knobs.update(self.knobs_dist)
+        if self.model is not None and self.keras_backend == "jax":
+            # where the weights actually live: N devices under DataParallel, else 1
+            knobs["variable_devices"] = str(_jax_device_count(self.model))
+        return knobs
+
+    def close(self):
+        if getattr(self, "stream", None) is not None:
+            self.stream.close()
+
+
+class KerasJax(Keras3Backend):
+    keras_backend = "jax"
+    requirements = (("keras", ("keras",)), ("jax", ("jax",)), ("jaxlib", ("jaxlib",)))
+
+    def accelerators(self):
+        import jax
+
+        kind = self.device_kind()
+        try:
+            found = jax.devices(kind)
+        except RuntimeError:  # no such platform in this jaxlib
+            found = []
+        everything = jax.devices()
+        platforms = sorted(set(d.platform for d in everything))
+        if kind == "gpu" and not found:
+            seen = "JAX %s sees platform %s only (devices: %s)" % (
+                jax.__version__, ", ".join(platforms), ", ".join(str(d) for d in everything))
+        else:
+            seen = "JAX %s sees %d %s device(s): %s" % (jax.__version__, len(found), kind,
+                                                         ", ".join(str(d) for d in found) or "none")
+        return len(found), seen
+
+    def devices_used(self):
+        import jax
+
+        devices = keras_common.variable_devices(self.model) if self.model is not None else []
+        platform = jax.default_backend()
+        return protocol.devices_used("jax", _kind(platform), devices or [str(d) for d in jax.devices()[:1]],
+                                     "JAX %s, default platform %s; weights on %s" % (
+                                         jax.__version__, platform, ", ".join(devices) or "unknown"))
+
+
+class KerasTorch(Keras3Backend):
+    keras_backend = "torch"
+    requirements = (("keras", ("keras",)), ("torch", ("torch",)))
+
+    def accelerators(self):
+        from .torch_native import torch_accelerators
+
+        return torch_accelerators()
+
+    def devices_used(self):
+        import torch
+
+        devices = keras_common.variable_devices(self.model) if self.model is not None else []
+        cuda = any(d.startswith("cuda") for d in devices)
+        return protocol.devices_used("torch", "gpu" if cuda else "cpu", devices,
+                                     "Keras 3 on torch %s; weights on %s" % (torch.__version__,
+                                                                             ", ".join(devices) or "unknown"))
+
+
+class KerasTensorFlow(Keras3Backend):
+    keras_backend = "tensorflow"
+    requirements = (("keras", ("keras",)), ("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")))
+
+    def accelerators(self):
         import tensorflow as tf
 
-        names = ["/%s:%d" % (kind, i) for i in range(gpus)]
-        strategy = tf.distribute.MirroredStrategy(devices=names)
-        spec["_scope"] = strategy.scope
-        return {"distribution": "tf.distribute.MirroredStrategy over %s" % ",".join(names)}
-    raise Unsupported(
-        "gpus: Keras 3 on %s has no multi-device data parallelism; use backend 'torch' "
-        "(DistributedDataParallel) or keras-jax" % backend)
+        kind = self.device_kind().upper()
+        found = tf.config.list_logical_devices(kind)
+        every = [d.name for d in tf.config.list_logical_devices()]
+        return len(found), "TensorFlow %s sees %d logical %s device(s) (all logical devices: %s)" % (
+            tf.__version__, len(found), kind, ", ".join(every) or "none")
+
+    def devices_used(self):
+        import tensorflow as tf
+
+        devices = keras_common.variable_devices(self.model) if self.model is not None else []
+        gpu = any("GPU" in d.upper() for d in devices)
+        logical = [d.name for d in tf.config.list_logical_devices()]
+        return protocol.devices_used("tensorflow", "gpu" if gpu else "cpu", devices,
+                                     "TensorFlow %s logical devices: %s; weights on %s" % (
+                                         tf.__version__, ", ".join(logical), ", ".join(devices) or "unknown"))
+
+
+def _kind(platform):
+    if platform == "cpu":
+        return "cpu"
+    if platform in ("gpu", "cuda", "rocm"):
+        return "gpu"
+    return "other"
 
 
 def _jax_device_count(model):
@@ -126,98 +299,3 @@ def _jax_device_count(model):
         return len(model.trainable_variables[0].value.sharding.device_set)
     except (AttributeError, IndexError):
         return 0
-
-
-def run(spec, emitter, dataset_root):
-    backend = spec["backend"].split("-", 1)[1]
-    os.environ["KERAS_BACKEND"] = backend
-    memory_desc = configure_memory(backend, spec)
-    import keras
-    import numpy as np
-
-    if keras.backend.backend() != backend:
-        raise Unsupported("KERAS_BACKEND=%s but keras chose %s" % (backend, keras.backend.backend()))
-    apply_memory_after_import(backend, spec)
-    emitter.emit("hello", backend=spec["backend"], libraries=library_versions(backend), pid=os.getpid())
-
-    wl = spec["workload"]
-    data_format = spec.get("data_format") or "channels_last"
-    keras.config.set_image_data_format(data_format)
-    precision = spec.get("precision", "fp32")
-    policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
-    keras.mixed_precision.set_global_policy(policy)
-    compile_flag = spec.get("compile")
-    jit = "auto" if compile_flag is None else bool(compile_flag)
-
-    gpus = int(spec.get("gpus") or 0)
-    per_device_bs = wl["batch_size"]
-    devices = max(1, gpus)
-    if devices > 1:
-        # applied again after every clear_session(), which resets Keras's global distribution
-        knobs_dist = setup_data_parallel(keras, backend, gpus, spec)
-        # workload.batch_size is per device; the framework splits the global batch
-        wl = dict(wl, batch_size=per_device_bs * devices)
-        spec = dict(spec, workload=wl)
-    else:
-        knobs_dist = {}
-
-    infer = spec.get("mode", "train") == "infer"
-    stream = None
-    if is_streamed(wl["dataset"], wl.get("synthetic", False)):
-        from . import imagenet
-
-        stream = imagenet.ImageFolderStream(dataset_root, wl["batch_size"], samples=wl.get("samples"),
-                                            channels_first=data_format == "channels_first")
-        source, samples, loader = "real", len(stream), stream.describe()
-        x = y = None
-        if infer:
-            x, y = imagenet.infer_arrays(stream, wl.get("samples"))
-            stream = None
-    else:
-        x, y, source = load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
-        x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
-        samples, loader = len(x), "in memory (numpy)"
-    emitter.emit("data", source=source, samples=int(samples))
-    sync = make_sync(backend)
-    built = []
-
-    def build():
-        model = keras_common.build_model(keras, spec, data_format, precision != "fp32")
-        built.append(model)
-        return model
-
-    spec["_build"] = build
-    knobs = {
-        "keras_backend": backend,
-        "dtype_policy": policy,
-        "image_data_format": data_format,
-        "jit_compile": str(jit),
-        "memory": memory_desc,
-        "data": loader,
-    }
-    knobs.update(knobs_dist)
-    runs = []
-    try:
-        for repeat in range(1, spec.get("repeats", 1) + 1):
-            keras.backend.clear_session()
-            if spec.get("_apply_distribution"):
-                spec["_apply_distribution"]()
-            if infer:
-                timer = keras_common.infer_repeat(keras, spec, emitter, repeat, x, sync, jit_compile=jit)
-                runs.append(timer.run_record("infer", knobs=knobs))
-            else:
-                seq = None
-                if stream is not None:
-                    steps = wl.get("steps_per_epoch") or max(1, len(stream) // wl["batch_size"])
-                    seq = keras_common.streaming_sequence(keras, stream, steps)
-                timer, loss, acc = keras_common.train_repeat(
-                    keras, spec, emitter, repeat, x, y, sync, {"jit_compile": jit}, seq=seq)
-                runs.append(timer.run_record("train", loss, acc, knobs))
-    finally:
-        if stream is not None:
-            stream.close()
-    if built and backend == "jax":
-        # where the weights actually live: N devices under DataParallel, else 1
-        knobs["variable_devices"] = str(_jax_device_count(built[-1]))
-    emitter.emit("result", runs=runs, knobs=knobs, data_source=source,
-                 global_batch_size=wl["batch_size"], per_device_batch_size=per_device_bs)

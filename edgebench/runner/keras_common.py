@@ -1,11 +1,11 @@
-"""Training and inference loops for any Keras (3.x or 2.2.4), timed by RunTimer."""
+"""Data, models, training and inference loops for any Keras (3.x or 2.2.4), timed by RunTimer."""
 
 import threading
 
 from . import keras_models
+from .backend import Loaded
 from .catalogue import DATASETS
-from .errors import Unsupported
-from .timing import RunTimer
+from .datasets import is_streamed, load
 
 
 def make_timer_callback(keras, timer):
@@ -33,6 +33,8 @@ def make_timer_callback(keras, timer):
             loss = _host_float(logs.get("loss"))
             acc = _host_float(logs.get("accuracy", logs.get("acc")))
             timer.epoch_end(loss=loss, accuracy=acc)
+            if timer.finished and epoch + 1 < timer.max_epochs:
+                self.model.stop_training = True  # measured enough: fit was told the most it may run
 
     return TimerCallback()
 
@@ -48,79 +50,100 @@ def prepare_arrays(np, x, y, batch_size, data_format):
     return x, y
 
 
-def build_model(keras, spec, data_format, mixed):
-    wl = spec["workload"]
-    info = DATASETS[wl["dataset"]]
-    return keras_models.build(keras, wl["model"], info["shape"], info["classes"], data_format, mixed)
+def build_model(keras, ctx, data_format, mixed):
+    info = DATASETS[ctx.dataset]
+    return keras_models.build(keras, ctx.workload["model"], info["shape"], info["classes"], data_format, mixed)
 
 
-def train_repeat(keras, spec, emitter, repeat, x, y, sync, compile_kwargs, use_fit_generator=False,
-                 seq=None):
-    """One repeat: build, compile, fit; returns (RunTimer, final loss, final accuracy).
+def compile_model(keras, model, ctx, compile_kwargs):
+    wl = ctx.workload
+    model.compile(
+        optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        **compile_kwargs
+    )
+
+
+def fit(keras, model, timer, ctx, x, y, use_fit_generator=False, seq=None):
+    """Train one repeat with fit (or fit_generator); returns (final loss, final accuracy).
 
     seq: a ready Sequence (streamed data, see streaming_sequence) used instead of x, y.
+    The timer's callback ends fit once the timer has measured enough epochs.
     """
-    wl = spec["workload"]
-    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"], sync)
-    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
-    scope = spec.get("_scope")  # a distribution strategy's scope (MirroredStrategy), if any
-    with (scope() if scope else _NoScope()):
-        model = spec["_build"]()
-        model.compile(
-            optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            **compile_kwargs
-        )
+    bs = ctx.global_batch_size
     callback = make_timer_callback(keras, timer)
-    steps = wl.get("steps_per_epoch")
+    epochs = timer.max_epochs
+    steps = ctx.steps_per_epoch
     if seq is None and steps:
-        seq = cycling_sequence(keras, x, y, wl["batch_size"], steps)
+        seq = cycling_sequence(keras, x, y, bs, steps)
     if seq is not None:
         if use_fit_generator:
-            hist = model.fit_generator(seq, steps_per_epoch=len(seq), epochs=wl["epochs"], verbose=0,
+            hist = model.fit_generator(seq, steps_per_epoch=len(seq), epochs=epochs, verbose=0,
                                        callbacks=[callback], shuffle=False, workers=0)
         else:
-            hist = model.fit(seq, epochs=wl["epochs"], verbose=0, callbacks=[callback])
+            hist = model.fit(seq, epochs=epochs, verbose=0, callbacks=[callback])
     else:
-        hist = model.fit(x, y, batch_size=wl["batch_size"], epochs=wl["epochs"], verbose=0,
-                         callbacks=[callback], shuffle=True)
+        hist = model.fit(x, y, batch_size=bs, epochs=epochs, verbose=0, callbacks=[callback], shuffle=True)
     history = getattr(hist, "history", {}) or {}
     loss = _last(history.get("loss"))
     acc = _last(history.get("accuracy", history.get("acc")))
-    return timer, loss, acc
+    return loss, acc
 
 
-def infer_repeat(keras, spec, emitter, repeat, x, sync, jit_compile=None):
-    """Inference: per-batch latency of predict_on_batch (its numpy result is synchronous).
-
-    jit_compile (Keras 3 only): True/False as the job asked; None or "auto"
-    leaves Keras's own choice (XLA on JAX, eager on PyTorch).
-    """
-    wl = spec["workload"]
-    bs = wl["batch_size"]
-    epochs = wl["epochs"]
-    warmup = spec["warmup_epochs"]
-    if warmup >= epochs:
-        # the schema allows it for inference, but nothing would be measured
-        raise Unsupported("mode infer: workload.epochs (%d) must exceed warmup_epochs (%d) so that "
-                          "one pass is measured" % (epochs, warmup))
-    timer = RunTimer(emitter, repeat, epochs, warmup, bs, sync)
-    emitter.emit("phase", phase="setup", epoch=0, epochs=epochs, repeat=repeat)
-    model = spec["_build"]()
-    if jit_compile in (True, False):
-        # an uncompiled model never saw the job's compile flag: predict would use Keras's default
-        model.jit_compile = jit_compile
-    steps = wl.get("steps_per_epoch") or len(x) // bs
+def predict(model, timer, ctx, x):
+    """Inference: per-batch latency of predict_on_batch (its numpy result is synchronous)."""
+    bs = ctx.global_batch_size
+    steps = ctx.steps_per_epoch or len(x) // bs
     nb = len(x) // bs
-    for epoch in range(1, epochs + 1):
+    for epoch in timer.epoch_numbers():
         timer.epoch_begin(epoch)
         for i in range(steps):
             j = i % nb
             model.predict_on_batch(x[j * bs:(j + 1) * bs])
             timer.batch_end()
         timer.epoch_end()
-    return timer
+
+
+def load_data(ctx, data_format):
+    """(x, y, stream, Loaded): arrays in memory, or a stream of decoded batches for the
+    streamed datasets (ImageNet folders; decoded up front for inference, so that latency
+    is the model's alone). Batches hold ctx.global_batch_size images."""
+    import numpy as np
+
+    bs = ctx.global_batch_size
+    if is_streamed(ctx.dataset, ctx.synthetic):
+        from . import imagenet
+
+        stream = imagenet.ImageFolderStream(ctx.dataset_root, bs, samples=ctx.samples,
+                                            channels_first=data_format == "channels_first")
+        loaded = Loaded("real", len(stream))
+        if ctx.infer:
+            x, y = imagenet.infer_arrays(stream, ctx.samples)
+            return x, y, None, loaded, stream.describe()
+        return None, None, stream, loaded, stream.describe()
+    x, y, source = load(ctx.dataset, ctx.dataset_root, ctx.synthetic, ctx.samples)
+    x, y = prepare_arrays(np, x, y, bs, data_format)
+    return x, y, None, Loaded(source, len(x)), "in memory (numpy)"
+
+
+def streaming_fit_sequence(keras, ctx, stream):
+    """The Sequence for one repeat over a stream: steps_per_epoch batches, or one pass."""
+    steps = ctx.steps_per_epoch or max(1, len(stream) // ctx.global_batch_size)
+    return streaming_sequence(keras, stream, steps)
+
+
+def variable_devices(model):
+    """Where the model's first weight lives, as the framework names it ([] if unknown)."""
+    try:
+        value = model.trainable_variables[0].value
+    except (AttributeError, IndexError):
+        return []
+    sharding = getattr(value, "sharding", None)  # a JAX array
+    if sharding is not None and hasattr(sharding, "device_set"):
+        return sorted(str(d) for d in sharding.device_set)
+    device = getattr(value, "device", None)  # torch tensor, TF variable
+    return [str(device)] if device is not None else []
 
 
 def cycling_sequence(keras, x, y, batch_size, steps):
@@ -163,7 +186,7 @@ def _last(values):
     return values[-1]
 
 
-class _NoScope(object):
+class NoScope(object):
     """contextlib.nullcontext for Python 3.6."""
 
     def __enter__(self):

@@ -15,14 +15,18 @@ of the first measured epoch, so the job has been IN_PROGRESS for a while:
   or error line (the agent reports RunnerCrash with the stderr tail);
 - ``hang``: start a child process (as frameworks start data-loader workers)
   and go silent forever (the agent's step timeout or a cancel ends both).
+
+It "sees" the GPUs the agent gave it (CUDA_VISIBLE_DEVICES) without using
+them, so GPU scheduling can be exercised on machines without a framework.
 """
 
 import os
 import sys
 import time
 
+from . import protocol
+from .backend import Backend, Loaded
 from .errors import OutOfMemory
-from .timing import RunTimer
 
 BATCH_S = 0.01
 FAULT_ENV = "EDGEBENCH_SLEEP_FAULT"
@@ -44,16 +48,29 @@ def _inject(fault):
     raise ValueError("unknown %s=%r (oom, crash or hang)" % (FAULT_ENV, fault))
 
 
-def run(spec, emitter, dataset_root):
-    wl = spec["workload"]
-    fault = os.environ.get(FAULT_ENV, "")
-    emitter.emit("hello", backend="sleep", libraries={}, pid=os.getpid())
-    emitter.emit("data", source="synthetic", samples=0)
-    steps = wl.get("steps_per_epoch") or 5
-    runs = []
-    for repeat in range(1, spec.get("repeats", 1) + 1):
-        timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"])
-        for epoch in range(1, wl["epochs"] + 1):
+def _visible_gpus():
+    return [part for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+
+
+class SleepBackend(Backend):
+    def versions(self):
+        return {}
+
+    def accelerators(self):
+        given = _visible_gpus()
+        return len(given), "the sleep backend was given %d GPU(s) (CUDA_VISIBLE_DEVICES=%s)" % (
+            len(given), ",".join(given) or "")
+
+    def load(self):
+        return Loaded("synthetic", 0)
+
+    def build(self):
+        return None
+
+    def train(self, model, timer):
+        fault = os.environ.get(FAULT_ENV, "")
+        steps = self.ctx.steps_per_epoch or 5
+        for epoch in timer.epoch_numbers():
             timer.epoch_begin(epoch)
             if fault and timer.measuring:
                 _inject(fault)
@@ -61,6 +78,14 @@ def run(spec, emitter, dataset_root):
                 time.sleep(BATCH_S)
                 timer.batch_end(loss=1.0)
             timer.epoch_end(loss=1.0, accuracy=0.5)
-        runs.append(timer.run_record(spec.get("mode", "train"), 1.0, 0.5, {"sleep_per_batch_s": str(BATCH_S)}))
-    emitter.emit("result", runs=runs, knobs={"sleep_per_batch_s": str(BATCH_S)}, data_source="synthetic",
-                 global_batch_size=wl["batch_size"], per_device_batch_size=wl["batch_size"])
+        return 1.0, 0.5
+
+    def infer(self, model, timer):
+        self.train(model, timer)
+
+    def knobs(self):
+        return {"sleep_per_batch_s": str(BATCH_S)}
+
+    def devices_used(self):
+        return protocol.devices_used("sleep", "cpu", ["cpu"], "diagnostic backend: sleeps %g s per batch, "
+                                     "computes nothing" % BATCH_S)

@@ -23,6 +23,8 @@ import math
 import threading
 import time
 
+from . import protocol
+
 # Shortest per-batch sample when batch ends arrive from Keras's callback threads.
 MIN_SAMPLE_S = 0.005
 
@@ -68,6 +70,7 @@ class RunTimer(object):
         self.window_s = 0.0
         self._window_t0 = None
         self._epoch = 0
+        self._ended = False  # epoch_end seen for the current epoch
         self._epoch_t0 = 0.0
         self._batch_ends = []  # (time, images) of this epoch's batches
         self._threaded = False  # batch ends of this epoch came from callback threads
@@ -80,15 +83,33 @@ class RunTimer(object):
     def measuring(self):
         return self._epoch > self.warmup_epochs
 
+    @property
+    def finished(self):
+        """True once the last epoch of this repeat has ended."""
+        return self._epoch >= self.epochs and self._ended
+
+    @property
+    def max_epochs(self):
+        """The most epochs this repeat may run (what a framework loop is told)."""
+        return self.epochs
+
+    def epoch_numbers(self):
+        """The 1-based epochs to run: a backend's loop iterates over these."""
+        epoch = 0
+        while epoch < self.max_epochs and not self.finished:
+            epoch += 1
+            yield epoch
+
     def epoch_begin(self, epoch):
         """epoch is 1-based."""
         self._epoch = epoch
+        self._ended = False
         if epoch == self.warmup_epochs + 1:
             self.sync()
             self._window_t0 = time.perf_counter()
-            self.emitter.emit("window", edge="begin", repeat=self.repeat)
-        phase = "measure" if self.measuring else "warmup"
-        self.emitter.emit("phase", phase=phase, epoch=epoch, epochs=self.epochs, repeat=self.repeat)
+            self.emitter.send(protocol.window("begin", self.repeat))
+        phase = protocol.MEASURE if self.measuring else protocol.WARMUP
+        self.emitter.send(protocol.phase(phase, epoch, self.epochs, self.repeat))
         with self._lock:
             self._batch_ends = []
             self._threaded = False
@@ -110,16 +131,9 @@ class RunTimer(object):
                 self._last_progress = now
                 batches, done, elapsed = self._batches, self._images, now - self._epoch_t0
         if due:
-            self.emitter.emit(
-                "progress",
-                repeat=self.repeat,
-                epoch=self._epoch,
-                epochs=self.epochs,
-                batch=batches,
-                img_per_s=(done / elapsed) if elapsed > 0 else None,
-                loss=_finite(loss),
-                phase="measure" if self.measuring else "warmup",
-            )
+            self.emitter.send(protocol.progress(
+                self.repeat, self._epoch, self.epochs, batches, (done / elapsed) if elapsed > 0 else None,
+                _finite(loss), protocol.MEASURE if self.measuring else protocol.WARMUP))
 
     def _record_batches(self):
         # completions in time order; each sample from the previous one's end (or the epoch's start)
@@ -160,12 +174,13 @@ class RunTimer(object):
             "accuracy": _finite(accuracy),
         }
         self.epoch_stats.append(stat)
-        self.emitter.emit("epoch", repeat=self.repeat, **stat)
+        self.emitter.send(protocol.epoch(self.repeat, stat))
         if self.measuring:
             self.window_images += self._images
+        self._ended = True
         if self._epoch == self.epochs and self._window_t0 is not None:
             self.window_s = now - self._window_t0
-            self.emitter.emit("window", edge="end", repeat=self.repeat)
+            self.emitter.send(protocol.window("end", self.repeat))
 
     def summary(self):
         per_batch = [
@@ -195,6 +210,7 @@ class RunTimer(object):
         }
 
     def run_record(self, mode, loss=None, accuracy=None, knobs=None):
+        """One repeat as schemas.result.RunResult reads it."""
         record = {
             "repeat": self.repeat,
             "epochs": self.epoch_stats,

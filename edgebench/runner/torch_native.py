@@ -21,10 +21,10 @@ import socket
 import subprocess
 import sys
 
-from . import datasets, torch_models
+from . import datasets, protocol, torch_models
+from .backend import Backend, Loaded
 from .catalogue import DATASETS
-from .errors import OutOfMemory, Unsupported
-from .timing import RunTimer
+from .errors import Unsupported
 
 # Keras's defaults (keras.optimizers.Adam / RMSprop), not torch's (1e-8, alpha 0.99).
 KERAS_ADAM = {"betas": (0.9, 0.999), "eps": 1e-7}
@@ -99,35 +99,29 @@ class Distributed(SingleDevice):
             self.world_size, backend, self.rank, self.device)
 
 
-def world_size_for(spec):
+def world_size_for(ctx):
     """Processes to train with: gpus, or EDGEBENCH_CPU_WORLD_SIZE on the CPU (CI's gloo test)."""
-    gpus = int(spec.get("gpus", 0) or 0)
-    if gpus == 0:
+    if ctx.gpus == 0:
         return int(os.environ.get("EDGEBENCH_CPU_WORLD_SIZE", "1"))
-    return gpus
+    return ctx.gpus
 
 
-def placement_for(torch, spec):
-    gpus = int(spec.get("gpus", 0) or 0)
-    world = world_size_for(spec)
-    if gpus and not torch.cuda.is_available():
-        raise Unsupported("gpus=%d but this torch build (%s) sees no CUDA device"
-                          % (gpus, torch.__version__))
+def placement_for(torch, ctx):
+    """The Placement of this process (rank EDGEBENCH_RANK of a world > 1); the GPU check is done."""
+    gpus = ctx.gpus
+    world = world_size_for(ctx)
     if world > 1:
         rank = int(os.environ["EDGEBENCH_RANK"])
         if gpus:
-            if torch.cuda.device_count() < world:
-                raise Unsupported("gpus=%d but CUDA sees %d devices" % (gpus, torch.cuda.device_count()))
             device = torch.device("cuda", rank)
             torch.cuda.set_device(device)
         else:
             device = torch.device("cpu")
         torch.distributed.init_process_group("nccl" if gpus else "gloo", rank=rank, world_size=world)
-        placement = Distributed(torch, device, rank, world)
-        return placement, placement.describe()
+        return Distributed(torch, device, rank, world)
     if gpus == 0:
-        return SingleDevice(torch, torch.device("cpu")), "cpu"
-    return SingleDevice(torch, torch.device("cuda", 0)), "cuda:0"
+        return SingleDevice(torch, torch.device("cpu"))
+    return SingleDevice(torch, torch.device("cuda", 0))
 
 
 def _free_port():
@@ -138,18 +132,18 @@ def _free_port():
     return port
 
 
-def launch_ranks(spec, dataset_root, world):
+def launch_ranks(ctx, world):
     """Rank 0 (this process) starts ranks 1..world-1 with the same job; returns their Popen objects."""
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
     os.environ["EDGEBENCH_RANK"] = "0"
-    path = spec["_job_path"]  # the same job file: every rank reads the same spec
     procs = []
     for rank in range(1, world):
         env = dict(os.environ, EDGEBENCH_RANK=str(rank))
         procs.append(subprocess.Popen(
-            # __package__: "runner" in the agent's private copy and the images
-            [sys.executable, "-m", __package__, "--job", path, "--dataset-root", dataset_root],
+            # __package__: "runner" in the agent's private copy and the images;
+            # the same job file: every rank reads the same spec
+            [sys.executable, "-m", __package__, "--job", ctx.job_path, "--dataset-root", ctx.dataset_root],
             env=env, stdout=subprocess.DEVNULL))
     return procs
 
@@ -173,10 +167,10 @@ def library_versions(torch, streamed):
     return versions
 
 
-def configure_memory(torch, placement, spec):
+def configure_memory(torch, placement, ctx):
     """Map the job's memory policy onto the CUDA caching allocator; return what is in force."""
-    policy = spec.get("memory_policy", "default")
-    frac = spec.get("memory_fraction")
+    policy = ctx.memory_policy
+    frac = ctx.memory_fraction
     if not placement.is_cuda:
         return "cpu: host memory (memory_policy %s does not apply)" % policy
     device = placement.device
@@ -307,206 +301,204 @@ class Streamed(object):
         self.stream.close()
 
 
-def _data_format(spec, placement):
-    fmt = spec.get("data_format")
-    if fmt:
-        return fmt
-    return "channels_last" if placement.is_cuda else "channels_first"
-
-
-def _load_data(torch, spec, dataset_root, placement, memory_format, infer):
-    """Return (source object, data_source, samples)."""
-    from . import imagenet
-
-    wl = spec["workload"]
-    bs = wl["batch_size"]
-    if datasets.is_streamed(wl["dataset"], wl.get("synthetic", False)):
-        stream = imagenet.ImageFolderStream(dataset_root, bs, samples=wl.get("samples"),
-                                            rank=placement.rank, world_size=placement.world_size)
-        if infer:
-            # decoded up front so that latency is the model's alone
-            x, y = imagenet.infer_arrays(stream, wl.get("samples"))
-            return InMemory(torch, placement, x, y, bs, memory_format), "real", len(x)
-        return Streamed(torch, placement, stream, memory_format), "real", stream.total_samples
-    x, y, source = datasets.load(wl["dataset"], dataset_root, wl.get("synthetic", False), wl.get("samples"))
-    if len(x) < bs:
-        raise Unsupported("workload.batch_size %d exceeds the %d samples available" % (bs, len(x)))
-    return InMemory(torch, placement, x, y, bs, memory_format), source, len(x)
-
-
-def _check_infer_epochs(spec):
-    epochs = spec["workload"]["epochs"]
-    if spec["warmup_epochs"] >= epochs:
-        raise Unsupported("mode infer: workload.epochs (%d) must exceed warmup_epochs (%d) so that "
-                          "one pass is measured" % (epochs, spec["warmup_epochs"]))
-
-
-def run(spec, emitter, dataset_root):
+def torch_accelerators():
+    """(CUDA devices torch sees, a sentence in torch's terms)."""
     import torch
 
-    world = world_size_for(spec)
-    ranks = []
-    if world > 1 and "EDGEBENCH_RANK" not in os.environ:
-        ranks = launch_ranks(spec, dataset_root, world)
-    try:
-        _run(torch, spec, emitter, dataset_root)
-    except getattr(torch.cuda, "OutOfMemoryError", MemoryError) as exc:
-        raise OutOfMemory("%s: %s" % (type(exc).__name__, str(exc)[:2000])) from exc
-    finally:
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        for proc in ranks:
-            if proc.wait() != 0:
-                raise Unsupported("DDP rank exited with status %d (its stderr is in the job log)"
-                                  % proc.returncode)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:
+        names = ", ".join("cuda:%d %s" % (i, torch.cuda.get_device_name(i)) for i in range(count))
+        return count, "torch %s sees %d CUDA device(s): %s" % (torch.__version__, count, names)
+    build = ("CUDA %s build" % torch.version.cuda) if torch.version.cuda else "a CPU-only build"
+    return 0, "torch %s (%s) sees no CUDA device" % (torch.__version__, build)
 
 
-def _run(torch, spec, emitter, dataset_root):
-    wl = spec["workload"]
-    mode = spec.get("mode", "train")
-    if mode == "infer":
-        _check_infer_epochs(spec)
-    placement, device_note = placement_for(torch, spec)
-    streamed = datasets.is_streamed(wl["dataset"], wl.get("synthetic", False))
-    emitter.emit("hello", backend="torch", libraries=library_versions(torch, streamed), pid=os.getpid())
-    memory_desc = configure_memory(torch, placement, spec)
-    if placement.is_cuda:
-        # fixed shapes every step: let cuDNN pick its fastest algorithms once
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
+class TorchBackend(Backend):
+    requirements = (("torch", ("torch",)),)
 
-    data_format = _data_format(spec, placement)
-    memory_format = torch.channels_last if data_format == "channels_last" else torch.contiguous_format
-    source, data_source, samples = _load_data(torch, spec, dataset_root, placement, memory_format,
-                                              mode == "infer")
-    emitter.emit("data", source=data_source, samples=int(samples))
-    precision = Precision(torch, spec.get("precision", "fp32"), placement.device)
-    compiled = bool(spec.get("compile"))
-    knobs = {
-        "device": device_note,
-        "data_format": data_format,
-        "memory_format": "channels_last" if data_format == "channels_last" else "contiguous (NCHW)",
-        "precision": precision.describe(),
-        "compile": "torch.compile (default mode)" if compiled else "eager",
-        "torch_threads": str(torch.get_num_threads()),
-        "data": source.describe(),
-        "memory": memory_desc,
-    }
-    if placement.is_cuda:
-        knobs["cudnn_benchmark"] = str(bool(torch.backends.cudnn.benchmark))
-        # whether fp32 convolutions and matmuls may use TF32 differs per framework: say which
-        knobs["tf32_matmul"] = str(bool(torch.backends.cuda.matmul.allow_tf32))
-        knobs["tf32_cudnn"] = str(bool(torch.backends.cudnn.allow_tf32))
-    runs = []
-    try:
-        for repeat in range(1, spec.get("repeats", 1) + 1):
-            if mode == "infer":
-                timer = infer_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled,
-                                     memory_format)
-                runs.append(timer.run_record("infer", knobs=knobs))
-            else:
-                timer, loss, acc, opt_impl = train_repeat(
-                    torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format)
-                knobs["optimizer_impl"] = opt_impl
-                runs.append(timer.run_record("train", loss, acc, knobs))
-    finally:
-        if hasattr(source, "close"):
-            source.close()
-    if placement.is_cuda:
-        knobs["peak_allocated_bytes"] = str(torch.cuda.max_memory_allocated(placement.device))
-        knobs["peak_reserved_bytes"] = str(torch.cuda.max_memory_reserved(placement.device))
-    emitter.emit("result", runs=runs, knobs=knobs, data_source=data_source,
-                 global_batch_size=wl["batch_size"] * placement.world_size,
-                 per_device_batch_size=wl["batch_size"])
+    def __init__(self, ctx):
+        Backend.__init__(self, ctx)
+        self.torch = None
+        self.placement = None
+        self.source = None
+        self.ranks = []
+        self.opt_impl = None
 
+    def setup(self):
+        import torch
 
-def _build(torch, spec, placement, memory_format):
-    wl = spec["workload"]
-    info = DATASETS[wl["dataset"]]
-    model = torch_models.build(wl["model"], info["shape"], info["classes"])
-    return model.to(placement.device, memory_format=memory_format)
+        self.torch = torch
 
+    def versions(self):
+        ctx = self.ctx
+        return library_versions(self.torch, datasets.is_streamed(ctx.dataset, ctx.synthetic))
 
-def _steps(spec, source):
-    steps = spec["workload"].get("steps_per_epoch") or source.n_batches
-    if steps < 1:
-        raise Unsupported("workload.batch_size %d exceeds the samples available"
-                          % spec["workload"]["batch_size"])
-    return steps
+    def accelerators(self):
+        return torch_accelerators()
 
+    def place(self):
+        torch, ctx = self.torch, self.ctx
+        world = world_size_for(ctx)
+        if world > 1 and "EDGEBENCH_RANK" not in os.environ:
+            self.ranks = launch_ranks(ctx, world)
+        self.placement = placement = placement_for(torch, ctx)
+        ctx.replicas = placement.world_size
+        ctx.placement = placement.describe()
+        self.memory_desc = configure_memory(torch, placement, ctx)
+        if placement.is_cuda:
+            # fixed shapes every step: let cuDNN pick its fastest algorithms once
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(0)
+        self.data_format = ctx.data_format or ("channels_last" if placement.is_cuda else "channels_first")
+        self.memory_format = torch.channels_last if self.data_format == "channels_last" else torch.contiguous_format
+        self.precision = Precision(torch, ctx.precision, placement.device)
+        self.compiled = bool(ctx.compile)
 
-def train_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format):
-    """One repeat: build, then epochs of steps; returns (RunTimer, loss, accuracy, optimiser impl)."""
-    import torch.nn.functional as F
+    def timer_sync(self):
+        return self.placement.timer_sync()
 
-    wl = spec["workload"]
-    bs = wl["batch_size"]
-    global_bs = bs * placement.world_size  # images per step, all ranks together
-    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], global_bs, placement.timer_sync())
-    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
-    model = _build(torch, spec, placement, memory_format)
-    decayed = torch_models.l2_regularised(model, wl["model"])
-    decayed_ids = set(id(p) for p in decayed)
-    groups = [{"params": [p for p in model.parameters() if id(p) not in decayed_ids]}]
-    if decayed:
-        groups.append({"params": decayed, "weight_decay": torch_models.L2_WEIGHT_DECAY})
-    opt, opt_impl = optimizer_for(torch, wl["optimizer"], groups, wl["learning_rate"], placement)
-    net = placement.wrap(model)
-    if compiled:
-        net = torch.compile(net)
-    net.train()
-    scaler = precision.scaler
-    steps = _steps(spec, source)
-    batches = source.batches(shuffle=True)
-    loss = None
-    for epoch in range(1, wl["epochs"] + 1):
-        timer.epoch_begin(epoch)
-        # summed on the device; read once per epoch so that no step waits for the GPU
-        loss_sum = torch.zeros((), device=placement.device)
-        correct = torch.zeros((), device=placement.device, dtype=torch.long)
-        for _ in range(steps):
-            xb, yb = next(batches)
-            opt.zero_grad(set_to_none=True)
-            with precision.autocast():
-                out = net(xb)
-                loss = F.cross_entropy(out, yb)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            loss_sum += loss.detach()
-            correct += (out.detach().argmax(1) == yb).sum()
-            # a tensor: RunTimer reads it (a device sync) only when it emits progress, ~1/s
-            timer.batch_end(images=global_bs, loss=loss.detach())
-        totals = placement.reduce_sum(torch.stack([loss_sum.float(), correct.float()])).tolist()
-        n_batches = steps * placement.world_size
-        timer.epoch_end(loss=totals[0] / n_batches, accuracy=totals[1] / (n_batches * bs))
-    last = timer.epoch_stats[-1] if timer.epoch_stats else {}
-    return timer, last.get("loss"), last.get("accuracy"), opt_impl
+    def load(self):
+        """In memory (resident on the device), or streamed (ImageNet folders)."""
+        from . import imagenet
 
+        torch, ctx, placement = self.torch, self.ctx, self.placement
+        bs = ctx.per_device_batch_size
+        if datasets.is_streamed(ctx.dataset, ctx.synthetic):
+            stream = imagenet.ImageFolderStream(ctx.dataset_root, bs, samples=ctx.samples,
+                                                rank=placement.rank, world_size=placement.world_size)
+            if ctx.infer:
+                # decoded up front so that latency is the model's alone
+                x, y = imagenet.infer_arrays(stream, ctx.samples)
+                self.source = InMemory(torch, placement, x, y, bs, self.memory_format)
+                return Loaded("real", len(x))
+            self.source = Streamed(torch, placement, stream, self.memory_format)
+            return Loaded("real", stream.total_samples)
+        x, y, source = datasets.load(ctx.dataset, ctx.dataset_root, ctx.synthetic, ctx.samples)
+        if len(x) < bs:
+            raise Unsupported("workload.batch_size %d exceeds the %d samples available" % (bs, len(x)))
+        self.source = InMemory(torch, placement, x, y, bs, self.memory_format)
+        return Loaded(source, len(x))
 
-def infer_repeat(torch, spec, emitter, repeat, placement, source, precision, compiled, memory_format):
-    """Per-batch latency with a device sync after every batch; warm-up passes excluded."""
-    wl = spec["workload"]
-    timer = RunTimer(emitter, repeat, wl["epochs"], spec["warmup_epochs"], wl["batch_size"],
-                     placement.timer_sync())
-    emitter.emit("phase", phase="setup", epoch=0, epochs=wl["epochs"], repeat=repeat)
-    model = _build(torch, spec, placement, memory_format)
-    model.eval()
-    net = torch.compile(model) if compiled else model
-    steps = _steps(spec, source)
-    batches = source.batches(shuffle=False)
-    with torch.inference_mode():
-        for epoch in range(1, wl["epochs"] + 1):
+    def build(self):
+        ctx, torch = self.ctx, self.torch
+        info = DATASETS[ctx.dataset]
+        model = torch_models.build(ctx.workload["model"], info["shape"], info["classes"])
+        model = model.to(self.placement.device, memory_format=self.memory_format)
+        if ctx.infer:
+            model.eval()
+            return torch.compile(model) if self.compiled else model
+        wl = ctx.workload
+        decayed = torch_models.l2_regularised(model, wl["model"])
+        decayed_ids = set(id(p) for p in decayed)
+        groups = [{"params": [p for p in model.parameters() if id(p) not in decayed_ids]}]
+        if decayed:
+            groups.append({"params": decayed, "weight_decay": torch_models.L2_WEIGHT_DECAY})
+        opt, self.opt_impl = optimizer_for(torch, wl["optimizer"], groups, wl["learning_rate"], self.placement)
+        net = self.placement.wrap(model)
+        if self.compiled:
+            net = torch.compile(net)
+        net.train()
+        return net, opt
+
+    def _steps(self):
+        steps = self.ctx.steps_per_epoch or self.source.n_batches
+        if steps < 1:
+            raise Unsupported("workload.batch_size %d exceeds the samples available"
+                              % self.ctx.per_device_batch_size)
+        return steps
+
+    def train(self, model, timer):
+        """Epochs of steps; loss and accuracy summed on the device, read once per epoch."""
+        import torch.nn.functional as F
+
+        torch, placement = self.torch, self.placement
+        net, opt = model
+        bs = self.ctx.per_device_batch_size
+        global_bs = self.ctx.global_batch_size  # images per step, all ranks together
+        scaler = self.precision.scaler
+        steps = self._steps()
+        batches = self.source.batches(shuffle=True)
+        for epoch in timer.epoch_numbers():
             timer.epoch_begin(epoch)
+            # summed on the device; read once per epoch so that no step waits for the GPU
+            loss_sum = torch.zeros((), device=placement.device)
+            correct = torch.zeros((), device=placement.device, dtype=torch.long)
             for _ in range(steps):
-                xb, _ = next(batches)
-                with precision.autocast():
-                    net(xb)
-                placement.sync()
-                timer.batch_end()
-            timer.epoch_end()
-    return timer
+                xb, yb = next(batches)
+                opt.zero_grad(set_to_none=True)
+                with self.precision.autocast():
+                    out = net(xb)
+                    loss = F.cross_entropy(out, yb)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                loss_sum += loss.detach()
+                correct += (out.detach().argmax(1) == yb).sum()
+                # a tensor: RunTimer reads it (a device sync) only when it emits progress, ~1/s
+                timer.batch_end(images=global_bs, loss=loss.detach())
+            totals = placement.reduce_sum(torch.stack([loss_sum.float(), correct.float()])).tolist()
+            n_batches = steps * placement.world_size
+            timer.epoch_end(loss=totals[0] / n_batches, accuracy=totals[1] / (n_batches * bs))
+        last = timer.epoch_stats[-1] if timer.epoch_stats else {}
+        return last.get("loss"), last.get("accuracy")
+
+    def infer(self, model, timer):
+        """Per-batch latency with a device sync after every batch; warm-up passes excluded."""
+        steps = self._steps()
+        batches = self.source.batches(shuffle=False)
+        with self.torch.inference_mode():
+            for epoch in timer.epoch_numbers():
+                timer.epoch_begin(epoch)
+                for _ in range(steps):
+                    xb, _ = next(batches)
+                    with self.precision.autocast():
+                        model(xb)
+                    self.placement.sync()
+                    timer.batch_end()
+                timer.epoch_end()
+
+    def knobs(self):
+        torch, placement = self.torch, self.placement
+        knobs = {
+            "device": placement.describe() if placement.world_size > 1 else str(placement.device),
+            "data_format": self.data_format,
+            "memory_format": "channels_last" if self.data_format == "channels_last" else "contiguous (NCHW)",
+            "precision": self.precision.describe(),
+            "compile": "torch.compile (default mode)" if self.compiled else "eager",
+            "torch_threads": str(torch.get_num_threads()),
+            "data": self.source.describe(),
+            "memory": self.memory_desc,
+        }
+        if placement.is_cuda:
+            knobs["cudnn_benchmark"] = str(bool(torch.backends.cudnn.benchmark))
+            # whether fp32 convolutions and matmuls may use TF32 differs per framework: say which
+            knobs["tf32_matmul"] = str(bool(torch.backends.cuda.matmul.allow_tf32))
+            knobs["tf32_cudnn"] = str(bool(torch.backends.cudnn.allow_tf32))
+        if self.opt_impl is not None:
+            knobs["optimizer_impl"] = self.opt_impl
+        if placement.is_cuda:
+            knobs["peak_allocated_bytes"] = str(torch.cuda.max_memory_allocated(placement.device))
+            knobs["peak_reserved_bytes"] = str(torch.cuda.max_memory_reserved(placement.device))
+        return knobs
+
+    def devices_used(self):
+        placement = self.placement
+        # one process per device: rank r on cuda:r (SingleDevice: cuda:0), or every rank on the CPU
+        devices = ["cuda:%d" % i for i in range(placement.world_size)] if placement.is_cuda else ["cpu"]
+        return protocol.devices_used("torch", "gpu" if placement.is_cuda else "cpu", devices,
+                                     "torch %s; %s" % (self.torch.__version__, placement.describe()))
+
+    def close(self):
+        torch = self.torch
+        if self.source is not None and hasattr(self.source, "close"):
+            self.source.close()
+        if torch is not None and self.placement is not None and self.placement.world_size > 1 \
+                and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        failed = [proc.returncode for proc in self.ranks if proc.wait() != 0]
+        if failed:
+            raise Unsupported("DDP rank exited with status %d (its stderr is in the job log)" % failed[0])

@@ -16,7 +16,7 @@ from edgebench.controller.image_checks import check_wheels, hadolint_binary, lin
 from edgebench.controller.images import ImageSpec, catalogue, parse_dockerfile, select
 from edgebench.controller.plan import build_job
 from edgebench.controller.store import ResultStore
-from edgebench.runner.probe import REQUIREMENTS
+from edgebench.runner.probe import requirements
 from edgebench.schemas import TERMINAL_STATES, Backend, JobState
 from edgebench.schemas.job import RUNTIME_BACKENDS
 from tests.helpers import run_jobs, wait_online
@@ -84,7 +84,7 @@ def test_dockerfile_conventions(name: str) -> None:
     # every module the runner's probe looks for is installed by a pinned requirement
     pinned = {re.split(r"[=@\[]", r)[0].replace("-cu100", "").replace("-gpu", "").replace("-cpu", "")
               for r in spec.pinned}
-    for module, dists in REQUIREMENTS[spec.backend]:
+    for module, dists in requirements(spec.backend):
         if module in ("jaxlib", "keras_applications"):
             continue  # dependencies of the pinned ones
         assert pinned & {d.replace("-gpu", "").replace("-cu100", "") for d in dists}, (module, spec.pinned)

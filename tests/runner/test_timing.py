@@ -17,9 +17,9 @@ class ListEmitter:
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def emit(self, type_: str, **fields: Any) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         with self._lock:
-            self.events.append({"type": type_, **fields})
+            self.events.append(dict(message))
 
 
 def test_warmup_epochs_stay_out_of_the_window() -> None:

@@ -96,7 +96,7 @@ def default_quantiser(runtime, fmt, precision):
     return "nncf" if runtime == "openvino" else "ort"
 
 
-def ensure(model, dataset, fmt, precision, runtime=None, cache=None, dataset_root=None, emit=None):
+def ensure(model, dataset, fmt, precision, runtime=None, cache=None, dataset_root=None, send=None):
     """The cached artifact for this recipe, exporting it (in a child process) when absent."""
     cache = cache or Cache()
     quantiser = default_quantiser(runtime, fmt, precision)
@@ -104,8 +104,10 @@ def ensure(model, dataset, fmt, precision, runtime=None, cache=None, dataset_roo
     art = cache.find_recipe(rec)
     if art is not None:
         return art, False
-    if emit is not None:
-        emit("phase", phase="setup", epoch=0, epochs=1, repeat=1)
+    if send is not None:  # an Emitter's send: the export is set-up time
+        from ..protocol import SETUP, phase
+
+        send(phase(SETUP, 0, 1, 1))
     request = {"model": model, "dataset": dataset, "format": fmt, "precision": precision,
                "quantiser": quantiser, "cache": cache.root, "dataset_root": dataset_root}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:

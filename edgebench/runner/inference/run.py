@@ -14,9 +14,10 @@ Order and why:
 """
 
 import os
+import platform
 import time
 
-from .. import datasets
+from .. import datasets, protocol
 from ..catalogue import DATASETS
 from ..errors import Unsupported
 from . import equivalence, harness, rapl, runtimes
@@ -97,7 +98,7 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
             raise Unsupported("%s runs %s models; artifact %s is %s" % (runtime, fmt, digest, art.format))
         return art, False
     return ensure(wl["model"], wl["dataset"], fmt, file_precision, runtime=runtime, cache=cache,
-                  dataset_root=dataset_root, emit=emitter.emit)
+                  dataset_root=dataset_root, send=emitter.send)
 
 
 def warm_up(runtime, x, sizes):
@@ -119,7 +120,9 @@ def warm_up(runtime, x, sizes):
     return record
 
 
-def run(spec, emitter, dataset_root):
+def run(ctx):
+    """One LoadGen job (runner/inference/backend.py); ctx is the runner's RunContext."""
+    spec, emitter, dataset_root = ctx.spec, ctx.emitter, ctx.dataset_root
     wl = spec["workload"]
     runtime_name = runtime_for(spec["backend"])
     inference = settings_of(spec)
@@ -135,15 +138,15 @@ def run(spec, emitter, dataset_root):
                             int(spec.get("gpus", 0) or 0), wl["model"], wl["dataset"])
     libraries = {"numpy": numpy.__version__, "mlperf_loadgen": _loadgen_version(lg)}
     libraries.update(runtime.versions())
-    emitter.emit("hello", backend=spec["backend"], libraries=libraries, pid=os.getpid())
-    emitter.emit("phase", phase="setup", epoch=0, epochs=1, repeat=1)
+    emitter.send(protocol.hello(spec["backend"], libraries, os.getpid(), platform.python_version()))
+    emitter.send(protocol.phase(protocol.SETUP, 0, 1, 1))
 
     bs = int(wl["batch_size"])
     sizes = batch_sizes(scenario, inference, bs)
     runtime.load(sizes)
     layout = artifact.meta.get("layout", "NCHW") if artifact is not None else "NCHW"
     x, y, data_source = load_samples(spec, dataset_root, sample_count(inference, wl["dataset"]), layout)
-    emitter.emit("data", source=data_source, samples=int(len(x)))
+    emitter.send(protocol.data(data_source, len(x)))
 
     # equivalence on the reference batch (and real top-1 when the files are real)
     if artifact is not None:
@@ -169,7 +172,7 @@ def run(spec, emitter, dataset_root):
                     "note": "the catalogue's weights are untrained (seed 0): near chance by design"
                     if untrained else ""}
 
-    emitter.emit("phase", phase="warmup", epoch=1, epochs=1, repeat=1)
+    emitter.send(protocol.phase(protocol.WARMUP, 1, 1, 1))
     warm = warm_up(runtime, x, sizes)
     hints = {"latency_s": warm.get(1) or warm[min(warm)]}
     if scenario == "multi-stream":
@@ -191,27 +194,27 @@ def run(spec, emitter, dataset_root):
     model_info = runtime.model_info()
     runs = []
     for repeat in range(1, int(spec.get("repeats", 1)) + 1):
-        emitter.emit("phase", phase="measure", epoch=1, epochs=1, repeat=repeat)
+        emitter.send(protocol.phase(protocol.MEASURE, 1, 1, repeat))
         outdir = os.path.abspath("loadgen-r%d" % repeat)
 
         def begin(repeat=repeat):
-            emitter.emit("window", edge="begin", repeat=repeat)
+            emitter.send(protocol.window("begin", repeat))
             energy.begin()
 
         joules = []
 
         def end(repeat=repeat, joules=joules):
             joules.append(energy.end())
-            emitter.emit("window", edge="end", repeat=repeat)
+            emitter.send(protocol.window("end", repeat))
 
         summary = harness.run(runtime, x, wl["model"], scenario, inference, bs, outdir, hints, begin, end)
         runs.append(_run_record(repeat, summary, runtime, model_info, equiv, accuracy, joules[0] if joules else None,
                                 energy, knobs))
-        epoch = runs[-1]["epochs"][0]
-        emitter.emit("epoch", repeat=repeat, **epoch)
+        emitter.send(protocol.epoch(repeat, runs[-1]["epochs"][0]))
     runtime.close()
-    emitter.emit("result", runs=runs, knobs=knobs, data_source=data_source, global_batch_size=bs,
-                 per_device_batch_size=bs, devices_used=runtime.devices_used())
+    used = runtime.devices_used()
+    emitter.send(protocol.result(runs, knobs, data_source, bs, bs, protocol.devices_used(
+        used["framework"], used["kind"], used["devices"], used.get("detail", ""))))
 
 
 def _loadgen_version(lg):
