@@ -15,15 +15,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import psutil
 from pydantic import ValidationError
 
 from edgebench.agent.executor import Executor, ExecutorError, RunnerProcess
+from edgebench.agent.runner_messages import (
+    BadLine,
+    Epoch,
+    Error,
+    Hello,
+    PhaseMessage,
+    ProgressMessage,
+    ResultMessage,
+    RunnerMessage,
+    Window,
+    parse_line,
+)
 from edgebench.agent.telemetry import Sampler, SamplerReport
 from edgebench.schemas import ErrorType, Fingerprint, JobSpec, JobState, Progress, Result
-from edgebench.schemas.result import RepeatSpread, RunResult
+from edgebench.schemas.result import RepeatSpread
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +53,9 @@ class JobOutcome:
 @dataclass
 class _RunnerState:
     libraries: dict[str, str] = field(default_factory=dict)
-    data_source: str = "synthetic"
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    result: ResultMessage | None = None
+    invalid_result: str | None = None  # why a result line was refused
+    error: Error | None = None
     measured_epochs: int = 0
     bad_lines: int = 0
 
@@ -139,7 +150,7 @@ class JobRun:
                 continue
             progress = self._handle(msg, state)
             if progress is not None and (
-                msg.get("type") in ("phase", "epoch") or last_heard - last_progress >= self.progress_interval_s
+                isinstance(msg, PhaseMessage | Epoch) or last_heard - last_progress >= self.progress_interval_s
             ):
                 last_progress = last_heard
                 self.on_progress(progress)
@@ -151,15 +162,20 @@ class JobRun:
         report = None
         if self.sampler is not None and proc.pid is not None:
             # the sampler sums energy over every repeat's window: divide by every repeat's images
-            images = sum(int(r["throughput"]["images"]) for r in state.result["runs"]) if state.result else 0
+            images = sum(r.throughput.images for r in state.result.runs) if state.result else 0
             report = self.sampler.stop(images, state.measured_epochs, self._memory_policy(state))
         tail = proc.stderr_tail()
+        if state.bad_lines:
+            log.warning("job %s: the runner sent %d line(s) that are not protocol messages (ignored)",
+                        self.job.job_id, state.bad_lines)
         if ended is not None:
             ended.log_tail = tail
             return ended
         if state.error is not None:
-            etype = _error_type(state.error.get("error_type"))
-            return JobOutcome(JobState.FAILED, str(state.error.get("message", ""))[:4000], etype, tail)
+            return JobOutcome(JobState.FAILED, state.error.message, state.error.typed, tail)
+        if state.result is None and state.invalid_result is not None:
+            return JobOutcome(JobState.FAILED, f"runner produced an invalid result: {state.invalid_result}",
+                              ErrorType.BACKEND_ERROR, tail)
         if state.result is None or rc != 0:
             return JobOutcome(
                 JobState.FAILED,
@@ -186,53 +202,48 @@ class JobRun:
             out.put(_EOF)
 
     @staticmethod
-    def _parse(line: str, state: _RunnerState) -> dict[str, Any] | None:
-        line = line.strip()
-        if not line:
+    def _parse(line: str, state: _RunnerState) -> RunnerMessage | None:
+        if not line.strip():
             return None
         try:
-            msg = json.loads(line)
-        except ValueError:
+            return parse_line(line)
+        except BadLine as exc:
             state.bad_lines += 1
+            if exc.kind == "result":
+                state.invalid_result = exc.reason
+            if state.bad_lines <= 3:  # a runner printing into the protocol would flood the log
+                log.debug("bad runner line: %s", exc.reason)
             return None
-        return msg if isinstance(msg, dict) else None
 
-    def _handle(self, msg: dict[str, Any], state: _RunnerState) -> Progress | None:
-        kind = msg.get("type")
-        epochs = self.job.workload.epochs
-        if kind == "hello":
-            state.libraries = {str(k): str(v) for k, v in (msg.get("libraries") or {}).items()}
-        elif kind == "data":
-            state.data_source = "real" if msg.get("source") == "real" else "synthetic"
-        elif kind == "window":
+    def _progress(self, phase: str, msg: PhaseMessage | ProgressMessage | Epoch, img_per_s: float | None = None,
+                  loss: float | None = None) -> Progress:
+        return Progress.model_validate({
+            "phase": phase, "epoch": msg.epoch, "epochs": max(self.job.workload.epochs, msg.epoch),
+            "repeat": msg.repeat, "img_per_s": img_per_s, "loss": loss})
+
+    def _handle(self, msg: RunnerMessage, state: _RunnerState) -> Progress | None:
+        if isinstance(msg, Hello):
+            state.libraries = dict(msg.libraries)
+        elif isinstance(msg, Window):
             if self.sampler is not None:
-                self.sampler.mark_window(str(msg.get("edge")), float(msg.get("t", time.time())))
-        elif kind == "phase":
-            return Progress(phase=msg["phase"], epoch=int(msg.get("epoch", 0)), epochs=epochs,
-                            repeat=int(msg.get("repeat", 1)))
-        elif kind == "progress":
-            return Progress(phase=msg.get("phase", "measure"), epoch=int(msg.get("epoch", 0)),
-                            epochs=epochs, repeat=int(msg.get("repeat", 1)),
-                            img_per_s=_num(msg.get("img_per_s")), loss=_num(msg.get("loss")))
-        elif kind == "epoch":
-            if not msg.get("warmup"):
+                self.sampler.mark_window(msg.edge, msg.t if msg.t is not None else time.time())
+        elif isinstance(msg, PhaseMessage):
+            return self._progress(msg.phase, msg)
+        elif isinstance(msg, ProgressMessage):
+            return self._progress(msg.phase, msg, msg.img_per_s, msg.loss)
+        elif isinstance(msg, Epoch):
+            if not msg.warmup:
                 state.measured_epochs += 1  # every repeat's: energy is summed over all windows
-            return Progress(phase="warmup" if msg.get("warmup") else "measure",
-                            epoch=int(msg.get("epoch", 0)), epochs=epochs,
-                            repeat=int(msg.get("repeat", 1)),
-                            img_per_s=_num(msg.get("img_per_s")), loss=_num(msg.get("loss")))
-        elif kind == "result":
+            return self._progress("warmup" if msg.warmup else "measure", msg, msg.img_per_s, msg.loss)
+        elif isinstance(msg, ResultMessage):
             state.result = msg
-        elif kind == "error":
+        elif isinstance(msg, Error):
             state.error = msg
         return None
 
     @staticmethod
     def _memory_policy(state: _RunnerState) -> str | None:
-        if state.result:
-            knobs = state.result.get("knobs") or {}
-            return knobs.get("memory")
-        return None
+        return state.result.knobs.get("memory") if state.result else None
 
     def _fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
         fp = self.fingerprint(libraries)
@@ -246,9 +257,7 @@ class JobRun:
                       report: SamplerReport | None) -> Result:
         assert state.result is not None
         raw = state.result
-        runs = [RunResult.model_validate(r, strict=False) for r in raw["runs"]]
-        if not runs:
-            raise ValueError("no runs")
+        runs = raw.runs
         rates = [r.throughput.window_img_per_s for r in runs]
         median_rate = statistics.median(rates)
         headline = min(runs, key=lambda r: abs(r.throughput.window_img_per_s - median_rate))
@@ -261,13 +270,15 @@ class JobRun:
             job_id=job.job_id,
             device_id=self.device_id,
             job=job,
-            global_batch_size=int(raw.get("global_batch_size", job.workload.batch_size)),
-            per_device_batch_size=int(raw.get("per_device_batch_size", job.workload.batch_size)),
-            data_source="real" if raw.get("data_source") == "real" else "synthetic",
+            global_batch_size=raw.global_batch_size if raw.global_batch_size is not None else job.workload.batch_size,
+            per_device_batch_size=(raw.per_device_batch_size if raw.per_device_batch_size is not None
+                                   else job.workload.batch_size),
+            data_source=raw.data_source,
             summary=headline.throughput,
             repeat_spread=spread,
             runs=runs,
-            knobs={str(k): str(v) for k, v in (raw.get("knobs") or {}).items()},
+            knobs=dict(raw.knobs),
+            devices_used=raw.devices_used,
             telemetry=report.summary if report else None,
             timeseries=report.timeseries if report else None,
             fingerprint=self._fingerprint(state.libraries),
@@ -314,17 +325,3 @@ def kill_orphaned_runner(job_dir: Path) -> bool:
             pass
     psutil.wait_procs(procs, timeout=5)
     return True
-
-
-def _num(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _error_type(name: Any) -> ErrorType:
-    try:
-        return ErrorType(name)
-    except ValueError:
-        return ErrorType.BACKEND_ERROR
