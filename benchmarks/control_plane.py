@@ -164,7 +164,7 @@ def bench_latency(broker: Broker, workdir: Path, jobs: int) -> dict[str, Any]:
 def real_result(workdir: Path) -> Any:
     """One Result as the agent builds it, from a real sleep runner."""
     from edgebench.agent.config import LocalBackend
-    from edgebench.agent.executor import LocalExecutor, install_runner_code
+    from edgebench.agent.executors import LocalExecutor, install_runner_code
     from edgebench.agent.fingerprint import machine_fingerprint
     from edgebench.agent.jobrun import JobRun
     from edgebench.controller.plan import build_job

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgebench.agent.executor import install_runner_code  # noqa: E402
+from edgebench.agent.executors import install_runner_code  # noqa: E402
 from edgebench.controller.plan import build_job  # noqa: E402
 from edgebench.runner.catalogue import WORKLOADS  # noqa: E402
 from edgebench.runner.inference.artifacts import Cache  # noqa: E402

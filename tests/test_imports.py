@@ -185,10 +185,7 @@ def _cycles() -> list[list[str]]:
 
 
 # Circles being removed elsewhere; each entry names who removes it. Keep this list empty.
-KNOWN_CIRCLES = [
-    # issue 17 item 7: agent/executors/ package with the factory in its __init__ (the runner engineer)
-    ["edgebench.agent.docker_executor", "edgebench.agent.executor"],
-]
+KNOWN_CIRCLES: list[list[str]] = []
 
 
 def test_no_import_circles() -> None:

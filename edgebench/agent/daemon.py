@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgebench.agent import faults
 from edgebench.agent.config import AgentConfig
-from edgebench.agent.executor import Executor, ExecutorError, install_runner_code, make_executor
+from edgebench.agent.executors import Executor, ExecutorError, install_runner_code, make_executor
 from edgebench.agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
 from edgebench.agent.gpupool import GpuPool
 from edgebench.agent.intake import Intake, IntakeConfig
@@ -264,12 +264,10 @@ class Agent:
         """After a restart: interrupted jobs are reported (with their result, where the
         runner had finished before the agent died); queued ones resume."""
         for executor in self.executors.values():
-            remove = getattr(executor, "remove_stale_runners", None)  # docker: exited runner containers
-            if remove is not None:
-                try:
-                    remove()
-                except Exception:  # noqa: BLE001 - a cleanup problem must not stop the agent
-                    log.exception("could not remove stale runner containers")
+            try:
+                executor.remove_stale_runners()  # docker: exited runner containers
+            except Exception:  # noqa: BLE001 - a cleanup problem must not stop the agent
+                log.exception("could not remove stale runner containers")
         for job in self.store.jobs_in_state(JobState.IN_PROGRESS):
             job_dir = self._job_dir(job.job_id, job.attempt)
             if kill_orphaned_runner(job_dir):

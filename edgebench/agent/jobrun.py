@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 from pydantic import ValidationError
 
-from edgebench.agent.executor import Executor, ExecutorError, RunnerProcess
+from edgebench.agent.executors import Executor, ExecutorError, RunnerProcess
 from edgebench.agent.runner_messages import (
     BadLine,
     Epoch,
@@ -247,10 +247,9 @@ class JobRun:
 
     def _fingerprint(self, libraries: dict[str, str]) -> Fingerprint:
         fp = self.fingerprint(libraries)
-        image = getattr(self._proc, "container_image", None)
-        if image:  # the docker executor: which image, and exactly which build of it
-            fp = fp.model_copy(update={"container_image": image,
-                                       "container_digest": getattr(self._proc, "container_digest", None)})
+        ref = self._proc.container() if self._proc is not None else None
+        if ref is not None:  # the docker executor: which image, and exactly which build of it
+            fp = fp.model_copy(update={"container_image": ref.image, "container_digest": ref.digest})
         return fp
 
     def _build_result(self, state: _RunnerState, started_at: datetime,

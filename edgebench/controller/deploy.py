@@ -338,7 +338,7 @@ def _replace(client: docker.DockerClient, target: Target, settings: DeploySettin
         image_ref if same else image.id,
         command=["--config", f"{CONFIG_DIR}/agent.yaml"],
         name=f"{target.container_name}-next",
-        # the executor inspects its own container to translate paths (agent/docker_executor.py)
+        # the executor inspects its own container to translate paths (agent/executors/docker.py)
         environment={**settings.env, "EDGEBENCH_AGENT_CONTAINER": target.container_name},
         mounts=mounts,
         device_requests=gpu_device_requests(settings.gpus),

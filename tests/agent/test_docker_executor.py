@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from edgebench.agent.config import BackendConfig, DockerBackend, LocalBackend
-from edgebench.agent.docker_executor import (
+from edgebench.agent.executors.docker import (
     DockerExecutor,
     DockerRunnerProcess,
     ImageNotAllowed,
@@ -95,7 +95,6 @@ def test_probe_reads_the_image_labels(jax_image, tmp_path) -> None:  # noqa: F81
     info = ex.probe("keras-jax")
     assert info.available and info.executor == "docker", info.detail
     assert info.versions["keras"] == "3.15.1" and info.versions["cuda"] == "none"
-    assert ex.container_digest == jax_image.image_id  # a local build: its id
     wrong = ex.probe("torch")
     assert not wrong.available and "built for backend 'keras-jax'" in wrong.detail
     blocked = _executor(jax_image.tag, tmp_path, allow=["edgebench/other:1"]).probe("keras-jax")
@@ -116,6 +115,9 @@ def test_sleep_job_through_jobrun(jax_image, tmp_path) -> None:  # noqa: F811
     outcome = run.run()
     assert outcome.state is JobState.SUCCEEDED, (outcome.reason, outcome.log_tail)
     assert outcome.result is not None and outcome.result.summary.n_batches == 5
+    # which image, and exactly which build: reports group devices by image digest
+    fp = outcome.result.fingerprint
+    assert fp.container_image == jax_image.tag and fp.container_digest == jax_image.image_id  # a local build: its id
 
 
 def _fingerprint(libraries: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -218,12 +220,12 @@ def test_remove_stale_runners(docker_client, jax_image, tmp_path) -> None:  # no
 def test_finds_its_own_container(docker_client, agent_image) -> None:  # noqa: F811
     """Inside a container the executor finds that container's id (for path
     translation); on the engine's host, other containers' mounts do not fool it."""
-    from edgebench.agent.docker_executor import _container_id_from_mountinfo
+    from edgebench.agent.executors.docker import _container_id_from_mountinfo
 
     if not Path("/.dockerenv").exists():
         assert _container_id_from_mountinfo() is None
     container = docker_client.containers.run(
-        agent_image.tag, entrypoint=["python", "-c", "from agent.docker_executor import "
+        agent_image.tag, entrypoint=["python", "-c", "from edgebench.agent.executors.docker import "
                                      "_container_id_from_mountinfo as f; print(f())"],
         network_mode="host", detach=True)
     try:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from edgebench.agent.config import LocalBackend
-from edgebench.agent.executor import LocalExecutor, install_runner_code
+from edgebench.agent.executors import LocalExecutor, install_runner_code
 from edgebench.agent.fingerprint import machine_fingerprint
 from edgebench.agent.jobrun import JobRun
 from edgebench.agent.telemetry import Sampler

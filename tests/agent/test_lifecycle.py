@@ -161,7 +161,7 @@ def _event(state: JobState, **fields) -> JobEvent:
 def _real_result(tmp_path) -> Result:
     """A Result as the agent builds it, from a real sleep runner."""
     from edgebench.agent.config import LocalBackend
-    from edgebench.agent.executor import LocalExecutor, install_runner_code
+    from edgebench.agent.executors import LocalExecutor, install_runner_code
     from edgebench.agent.fingerprint import machine_fingerprint
     from edgebench.agent.jobrun import JobRun
 

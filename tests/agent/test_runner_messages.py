@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from edgebench.agent import runner_messages as rm
 from edgebench.agent.config import LocalBackend
-from edgebench.agent.executor import LocalExecutor
+from edgebench.agent.executors import LocalExecutor
 from edgebench.agent.fingerprint import machine_fingerprint
 from edgebench.agent.jobrun import JobRun
 from edgebench.schemas import ErrorType, JobState

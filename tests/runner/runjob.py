@@ -17,13 +17,13 @@ _RUNNER_HOME: Path | None = None
 
 def runner_home() -> Path:
     """A private copy of the runner package, made the way the agent makes it
-    (agent.executor.install_runner_code): ``python -m runner`` then imports the
+    (agent.executors.install_runner_code): ``python -m runner`` then imports the
     runner alone, as a top-level package, exactly as on an edge box."""
     global _RUNNER_HOME
     if _RUNNER_HOME is None:
         import tempfile
 
-        from edgebench.agent.executor import install_runner_code
+        from edgebench.agent.executors import install_runner_code
 
         _RUNNER_HOME = install_runner_code(Path(tempfile.mkdtemp(prefix="edgebench-runner-code-")))
     return _RUNNER_HOME

@@ -1,80 +1,22 @@
-"""Executors start a runner for a job: ``local`` (an interpreter on this host)
-and ``docker`` (a runner image through the Docker SDK, see agent/docker_executor.py).
-
-Whatever starts the runner, the agent sees the same thing: a RunnerProcess
-with a stream of protocol lines, a way to kill everything it started, and the
-tail of its stderr.
-"""
+"""The ``local`` executor: ``python -m runner`` with the interpreter configured
+for the backend, in its own process group, with only a private copy of the
+runner package on PYTHONPATH (executors/base.py install_runner_code)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
-import edgebench.runner as runner_pkg
-from edgebench.agent.config import BackendConfig, LocalBackend
-from edgebench.agent.errors import AgentError
+from edgebench.agent.config import LocalBackend
+from edgebench.agent.executors.base import Executor, ExecutorError, RunnerProcess, bounded_text_lines
 from edgebench.schemas import BackendInfo
-
-
-class ExecutorError(AgentError):
-    pass
-
-
-class RunnerProcess(ABC):
-    @property
-    @abstractmethod
-    def pid(self) -> int | None:
-        """Host PID of the runner's root process (for telemetry), if known."""
-
-    @abstractmethod
-    def lines(self) -> Iterator[str]:
-        """Protocol lines from the runner's stdout until it closes."""
-
-    @abstractmethod
-    def wait(self, timeout_s: float | None = None) -> int:
-        """Exit status (raises TimeoutError)."""
-
-    @abstractmethod
-    def kill(self) -> None:
-        """Kill the runner and everything it started; idempotent."""
-
-    @abstractmethod
-    def stderr_tail(self, max_bytes: int = 8000) -> str: ...
-
-
-class Executor(ABC):
-    kind: str
-
-    @abstractmethod
-    def probe(self, backend: str) -> BackendInfo: ...
-
-    @abstractmethod
-    def start(self, job_dir: Path, env: dict[str, str], dataset_root: Path) -> RunnerProcess:
-        """Start ``python -m runner --job job_dir/job.json``."""
-
-
-def install_runner_code(dest: Path) -> Path:
-    """Copy the runner package (sources only) to dest/runner and return dest.
-
-    The runner then imports nothing from the agent's environment: a Python 3.6
-    venv for the 2019 stacks sees only the runner and its own site-packages.
-    """
-    src = Path(runner_pkg.__file__).resolve().parent
-    target = dest / "runner"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return dest
 
 
 def _tail(path: Path, max_bytes: int) -> str:
@@ -99,7 +41,7 @@ class LocalRunnerProcess(RunnerProcess):
 
     def lines(self) -> Iterator[str]:
         assert self._proc.stdout is not None
-        yield from self._proc.stdout
+        yield from bounded_text_lines(self._proc.stdout.readline)
 
     def wait(self, timeout_s: float | None = None) -> int:
         try:
@@ -210,22 +152,3 @@ class LocalExecutor(Executor):
         finally:
             stderr.close()
         return LocalRunnerProcess(proc, stderr_path)
-
-
-def make_executor(cfg: BackendConfig, runner_home: Path, allowlist: list[str]) -> Executor:
-    """The executor for one configured backend; ExecutorError if it cannot be
-    used here (the agent then announces the backend unavailable, with the
-    reason, and rejects its jobs naming ``backend``)."""
-    if isinstance(cfg, LocalBackend):
-        return LocalExecutor(cfg, runner_home)
-    from edgebench.agent.docker_executor import image_allowed  # importable without the docker package
-
-    if not image_allowed(cfg.image, allowlist):
-        # checked here too, not only inside the docker executor: a config
-        # mistake must never start an image the operator did not allow
-        raise ExecutorError(f"image {cfg.image!r} is not in image_allowlist")
-    try:
-        from edgebench.agent.docker_executor import DockerExecutor  # needs the docker extra
-    except ImportError as exc:
-        raise ExecutorError(f"the docker executor cannot load: {exc}") from None
-    return DockerExecutor(cfg, runner_home, allowlist)

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from edgebench.agent.config import BackendConfig, DockerBackend
-from edgebench.agent.executor import Executor, ExecutorError, RunnerProcess
+from edgebench.agent.executors.base import ContainerRef, Executor, ExecutorError, RunnerProcess, bounded_chunk_lines
 from edgebench.agent.validation import Rejection
 from edgebench.schemas import BackendInfo, JobSpec
 
@@ -171,8 +171,7 @@ class DockerRunnerProcess(RunnerProcess):
 
     def __init__(self, container: Container, image_ref: str, digest: str):
         self._container = container
-        self.container_image = image_ref
-        self.container_digest = digest
+        self._ref = ContainerRef(image_ref, digest)
         self._lock = threading.Lock()
         self._stderr: str | None = None
         self._exit: int | None = None
@@ -189,6 +188,10 @@ class DockerRunnerProcess(RunnerProcess):
     def container_id(self) -> str:
         return str(self._container.id)
 
+    def container(self) -> ContainerRef:
+        """Which image, and exactly which build of it (the fingerprint records both)."""
+        return self._ref
+
     def lines(self) -> Iterator[str]:
         import docker.errors
         import requests
@@ -196,17 +199,10 @@ class DockerRunnerProcess(RunnerProcess):
         # stdout only: the protocol. stderr (framework noise) stays in the
         # container's log for the tail. The stream delivers chunks, not lines;
         # the log driver also splits lines longer than 16 KiB, which the
-        # concatenation below puts back together.
+        # line splitter puts back together (up to the protocol's line limit).
         try:
             stream = self._container.logs(stdout=True, stderr=False, stream=True, follow=True)
-            buf = b""
-            for chunk in stream:
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    yield line.decode("utf-8", "replace") + "\n"
-            if buf:
-                yield buf.decode("utf-8", "replace")
+            yield from bounded_chunk_lines(stream)
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             # killed and removed under us, or the engine went away: end of stream
             log.debug("runner log stream ended: %s", exc)
@@ -281,9 +277,6 @@ class DockerExecutor(Executor):
         self.allowlist = list(allowlist)
         self._client = client
         self._mounts: list[tuple[PurePosixPath, str]] | None = None
-        # recorded in the fingerprint of results run through this executor
-        self.container_image: str = cfg.image
-        self.container_digest: str | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -318,7 +311,6 @@ class DockerExecutor(Executor):
         if built_for != backend:
             what = f"built for backend {built_for!r}" if built_for else "not an edgebench runner image"
             return unavailable(f"image {self.cfg.image} is {what} (label edgebench.backend)")
-        self.container_digest = image_digest(image)
         versions = frameworks_from_label(labels.get("edgebench.frameworks", ""))
         versions["cuda"] = labels.get("edgebench.cuda", "unknown")
         if "edgebench.python" in labels:
@@ -341,7 +333,6 @@ class DockerExecutor(Executor):
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise ExecutorError(f"Docker engine: {exc}") from exc
         digest = image_digest(image)
-        self.container_digest = digest
 
         # The runner runs as the image's unprivileged user and only reads the
         # job directory; the agent may have created it private (0700).
