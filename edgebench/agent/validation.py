@@ -37,5 +37,9 @@ def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) ->
         )
     if job.gpus > gpu_count:
         raise Rejection(f"job asks for {job.gpus} GPUs, this device has {gpu_count}", "gpus")
+    if job.gpus and info.accelerators is not None and job.gpus > info.accelerators:
+        # a GPU job must never run on the CPU: the backend's own framework is the judge
+        raise Rejection(f"job asks for {job.gpus} GPU(s), but backend {job.backend.value!r} sees "
+                        f"{info.accelerators} here: {info.accelerator_detail}", "gpus")
     if job.mode is Mode.INFER and job.warmup_epochs >= wl.epochs:
         raise Rejection("workload.epochs must exceed warmup_epochs", "warmup_epochs")

@@ -316,8 +316,14 @@ class DockerExecutor(Executor):
         if "edgebench.python" in labels:
             versions["python"] = labels["edgebench.python"]
         short = str(image.short_id).removeprefix("sha256:")
+        # The framework is not asked (that would mean running the image); a CPU
+        # image says so in its labels, and a GPU image's own runner checks at job start.
+        cpu_only = labels.get("edgebench.cuda") == "none"
         return BackendInfo(backend=backend, available=True, executor="docker",
-                           detail=f"{self.cfg.image} ({short})", versions=versions)
+                           detail=f"{self.cfg.image} ({short})", versions=versions,
+                           accelerators=0 if cpu_only else None,
+                           accelerator_detail="a CPU-only image (label edgebench.cuda=none)" if cpu_only else
+                           "not probed: the runner in the image checks the GPUs its framework sees at job start")
 
     # -- running ------------------------------------------------------------------
     def start(self, job_dir: Path, env: dict[str, str], dataset_root: Path) -> RunnerProcess:

@@ -122,6 +122,7 @@ class LocalExecutor(Executor):
         except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
             return BackendInfo(backend=backend, available=False, executor="local",
                                detail=f"{self.cfg.python}: {exc}")
+        count = data.get("accelerators")
         return BackendInfo(
             backend=backend,
             available=bool(data.get("available")),
@@ -129,6 +130,10 @@ class LocalExecutor(Executor):
             detail=str(data.get("detail", "")) + f" ({self.cfg.python})",
             versions={str(k): str(v) for k, v in data.get("versions", {}).items()},
             providers=[str(p)[:100] for p in (data.get("providers") or [])][:32],
+            # what the framework itself sees (runner/probe.py): validation refuses gpus beyond it
+            accelerators=count if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 1024
+            else None,
+            accelerator_detail=str(data.get("accelerator_detail") or "")[:500],
         )
 
     def start(self, job_dir: Path, env: dict[str, str], dataset_root: Path) -> RunnerProcess:
