@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgebench.controller.errors import ControllerUsageError
-from edgebench.runner.catalogue import WORKLOADS, workload_fields
+from edgebench.runner.catalogue import WINDOW_DEFAULTS, WORKLOADS, workload_fields
 from edgebench.schemas import JobSpec
 from edgebench.schemas.base import Identifier
 from edgebench.schemas.inference import InferenceSettings
@@ -24,7 +24,7 @@ class PlanError(ControllerUsageError, ValueError):
 
 # Job fields a sweep or the CLI may set besides the workload's own fields.
 JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "memory_policy", "memory_fraction",
-              "warmup_epochs", "repeats", "timeout_s", "step_timeout_s", "tags"}
+              "warmup_epochs", "repeats", "timeout_s", "step_timeout_s", "tags", "min_window_s", "min_batches"}
 WORKLOAD_FIELDS = {"batch_size", "epochs", "optimizer", "learning_rate", "steps_per_epoch", "samples", "synthetic"}
 # LoadGen scenario and runtime knobs (JobSpec.inference, docs/INFERENCE.md), flat in a case
 INFERENCE_FIELDS = set(InferenceSettings.model_fields)
@@ -126,7 +126,9 @@ def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None) ->
         case.setdefault("mode", "infer")
         if case["mode"] == "infer":
             case["inference"] = inference
-    doc = {"job_id": job_id, "sweep_id": sweep_id, "workload": workload, **case}
+    # LoadGen decides a runtime job's timing (its own minimums): the window defaults are for the epochs loop
+    window = {} if "inference" in case else WINDOW_DEFAULTS
+    doc = {"job_id": job_id, "sweep_id": sweep_id, "workload": workload, **window, **case}
     try:
         return JobSpec.model_validate(doc, strict=False)
     except ValidationError as exc:

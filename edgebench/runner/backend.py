@@ -34,7 +34,9 @@ the device (None where nothing is queued).
 Class attributes used without a run: ``requirements`` (modules the probe looks
 for, with the distributions that carry their versions) and
 :meth:`probe_problems`, for runner/probe.py. Optional ``hello`` fields:
-``shims`` and ``keras_home`` (the legacy stacks).
+``shims`` and ``keras_home`` (the legacy stacks). ``extends_window``: False for
+a backend whose timings mean nothing (``sleep``), whose jobs then run exactly
+the epochs they ask for whatever window minimum they state.
 
 A backend whose timing an external harness decides (MLPerf LoadGen,
 runner/inference) sets ``drives_run`` and implements :meth:`run_job` instead:
@@ -56,6 +58,8 @@ class Backend(object):
     # optional hello fields
     shims = None
     keras_home = None
+    # the window grows to the job's min_batches / min_window_s (runner/timing.py)
+    extends_window = True
 
     def __init__(self, ctx):
         self.ctx = ctx

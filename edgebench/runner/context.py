@@ -28,6 +28,9 @@ class RunContext(object):
         self.memory_fraction = spec.get("memory_fraction")
         self.warmup_epochs = int(spec.get("warmup_epochs", 1))
         self.repeats = int(spec.get("repeats", 1))
+        # the shortest window the job accepts (None on the wire, or absent: no minimum)
+        self.min_batches = int(spec.get("min_batches") or 0)
+        self.min_window_s = float(spec.get("min_window_s") or 0.0)
         self.replicas = 1
         self.placement = ""
 

@@ -63,8 +63,10 @@ def check_accelerators(ctx, backend):
 def _repeat(ctx, backend, repeat):
     ctx.emitter.send(protocol.phase(protocol.SETUP, 0, ctx.epochs, repeat))
     model = backend.build()
+    extend = backend.extends_window
     timer = RunTimer(ctx.emitter, repeat, ctx.epochs, ctx.warmup_epochs, ctx.global_batch_size,
-                     backend.timer_sync())
+                     backend.timer_sync(), min_batches=ctx.min_batches if extend else 0,
+                     min_window_s=ctx.min_window_s if extend else 0.0)
     if ctx.infer:
         backend.infer(model, timer)
         return timer.run_record("infer")

@@ -16,8 +16,9 @@ of the first measured epoch, so the job has been IN_PROGRESS for a while:
 - ``hang``: start a child process (as frameworks start data-loader workers)
   and go silent forever (the agent's step timeout or a cancel ends both).
 
-It "sees" the GPUs the agent gave it (CUDA_VISIBLE_DEVICES) without using
-them, so GPU scheduling can be exercised on machines without a framework.
+Its jobs run exactly the epochs they ask for (no window extension), and it
+"sees" the GPUs the agent gave it (CUDA_VISIBLE_DEVICES) without using them,
+so GPU scheduling can be exercised on machines without a framework.
 """
 
 import os
@@ -53,6 +54,10 @@ def _visible_gpus():
 
 
 class SleepBackend(Backend):
+    # Its batches are sleeps: a longer window would measure nothing and only slow the
+    # lifecycle tests and control-plane benchmarks that time these jobs exactly.
+    extends_window = False
+
     def versions(self):
         return {}
 

@@ -17,16 +17,40 @@ completions are grouped into per-batch samples of at least
 ``MIN_SAMPLE_S``: for steps of a few milliseconds or more (any real GPU
 workload) a sample is one batch; a 0.5 ms CPU step would otherwise show the
 thread jitter, not the step. ``n_batches`` still counts batches.
+
+Long enough to mean something (issue 20): a job may state a minimum measured
+duration (``min_window_s``) and a minimum number of measured batches
+(``min_batches``). The window then stays open after the epochs the job asked
+for, whole epoch by whole epoch, until both hold (at most ``MAX_EPOCHS``
+epochs in all); the summary's ``window_policy`` says what was asked and what
+was measured. A backend's loop runs the epochs :meth:`RunTimer.epoch_numbers`
+yields; a framework loop (Keras ``fit``) is told :attr:`RunTimer.max_epochs`
+and stopped once :attr:`RunTimer.finished` (keras_common.py).
+
+Dispersion: the window is cut into ``N_BLOCKS`` blocks of consecutive batches
+(fewer when it holds fewer batches) that tile it in time: a block runs from the
+previous block's last batch end (the window's start for the first) to its own
+last batch end (the window's end for the last), so the time between epochs
+counts too. Images over seconds summed over the blocks is exactly
+``window_img_per_s``, and the blocks' img/s (with their images, since blocks
+differ by up to one batch) give a confidence interval of that same figure
+(batch means), which per-batch host timestamps alone do not.
 """
 
 import math
 import threading
 import time
+from array import array
 
 from . import protocol
 
 # Shortest per-batch sample when batch ends arrive from Keras's callback threads.
 MIN_SAMPLE_S = 0.005
+# Most epochs a repeat may run when its window is extended (JobSpec's own epoch limit).
+MAX_EPOCHS = 10000
+# Blocks of consecutive batches per window: >= 5 for a batch-means interval, 10 so
+# that a window of the default 100 batches has 10 batches per block.
+N_BLOCKS = 10
 
 
 def percentile(values, q):
@@ -55,7 +79,8 @@ def mean_std(values):
 class RunTimer(object):
     """Collects one repeat's epochs; emits window markers and epoch records."""
 
-    def __init__(self, emitter, repeat, epochs, warmup_epochs, batch_size, sync=None):
+    def __init__(self, emitter, repeat, epochs, warmup_epochs, batch_size, sync=None, min_batches=0,
+                 min_window_s=0.0):
         self.emitter = emitter
         self.repeat = repeat
         self.epochs = epochs
@@ -69,6 +94,13 @@ class RunTimer(object):
         self.window_images = 0
         self.window_s = 0.0
         self._window_t0 = None
+        self._window_t1 = None  # set when the window closes
+        self.min_batches = int(min_batches or 0)
+        self.min_window_s = float(min_window_s or 0.0)
+        self._met = None  # both minimums held when the window closed
+        # end time and images of every measured batch, in time order (8 bytes each)
+        self._end_t = array("d")
+        self._end_n = array("l")
         self._epoch = 0
         self._ended = False  # epoch_end seen for the current epoch
         self._epoch_t0 = 0.0
@@ -85,12 +117,15 @@ class RunTimer(object):
 
     @property
     def finished(self):
-        """True once the last epoch of this repeat has ended."""
-        return self._epoch >= self.epochs and self._ended
+        """True once the last epoch of this repeat has ended (the window closed)."""
+        return self._epoch >= self.epochs and self._ended and (
+            self._window_t1 is not None or self._window_t0 is None)
 
     @property
     def max_epochs(self):
         """The most epochs this repeat may run (what a framework loop is told)."""
+        if self.min_batches or self.min_window_s:
+            return max(self.epochs, MAX_EPOCHS)
         return self.epochs
 
     def epoch_numbers(self):
@@ -149,6 +184,8 @@ class RunTimer(object):
             pending_n += n
             last = t
             self.window_batches += 1
+            self._end_t.append(t)
+            self._end_n.append(n)
             if not threaded or pending_s >= MIN_SAMPLE_S:
                 self.window_batch_s.append(pending_s)
                 self.window_batch_images.append(pending_n)
@@ -178,15 +215,21 @@ class RunTimer(object):
         if self.measuring:
             self.window_images += self._images
         self._ended = True
-        if self._epoch == self.epochs and self._window_t0 is not None:
-            self.window_s = now - self._window_t0
-            self.emitter.send(protocol.window("end", self.repeat))
+        if self._epoch >= self.epochs and self._window_t0 is not None and self._window_t1 is None:
+            elapsed = now - self._window_t0
+            met = self.window_batches >= self.min_batches and elapsed >= self.min_window_s
+            if met or self._epoch >= self.max_epochs:
+                self.window_s = elapsed
+                self._window_t1 = now
+                self._met = met
+                self.emitter.send(protocol.window("end", self.repeat))
 
     def summary(self):
         per_batch = [
             n / s for n, s in zip(self.window_batch_images, self.window_batch_s) if s > 0
         ]
         mean, std = mean_std(per_batch)
+        blocks = self.blocks()
         return {
             "window_img_per_s": (self.window_images / self.window_s) if self.window_s > 0 else 0.0,
             "median_img_per_s": percentile(per_batch, 50),
@@ -196,6 +239,46 @@ class RunTimer(object):
             "n_samples": len(per_batch),
             "images": self.window_images,
             "window_s": self.window_s,
+            "block_img_per_s": [n / t for n, t in blocks],
+            "block_images": [n for n, _ in blocks],
+            "window_policy": self.window_policy(),
+        }
+
+    def blocks(self):
+        """(images, seconds) of up to N_BLOCKS blocks of consecutive batches tiling the window."""
+        n = len(self._end_t)
+        if n == 0 or self._window_t1 is None:
+            return []
+        k = min(N_BLOCKS, n)
+        out = []
+        start = self._window_t0
+        for b in range(k):
+            lo, hi = b * n // k, (b + 1) * n // k
+            end = self._window_t1 if b == k - 1 else self._end_t[hi - 1]
+            images = sum(self._end_n[lo:hi])
+            if end > start:
+                out.append((images, end - start))
+                start = end
+            elif out:  # batches that ended together (callback threads): one block with the previous
+                out[-1] = (out[-1][0] + images, out[-1][1])
+            else:
+                out.append((images, 0.0))
+        if len(out) > 1 and out[0][1] <= 0:
+            out[1] = (out[0][0] + out[1][0], out[1][1])
+            out.pop(0)
+        return [(images, seconds) for images, seconds in out if seconds > 0]
+
+    def window_policy(self):
+        """What the job asked of the window and what was measured (schemas.result.WindowPolicy)."""
+        asked = max(0, self.epochs - self.warmup_epochs)
+        measured = len([e for e in self.epoch_stats if not e["warmup"]])
+        return {
+            "min_window_s": self.min_window_s,
+            "min_batches": self.min_batches,
+            "asked_epochs": asked,
+            "measured_epochs": measured,
+            "extended_epochs": max(0, measured - asked),
+            "met": bool(self._met),
         }
 
     def latency(self):

@@ -102,6 +102,13 @@ class JobSpec(StrictModel):
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
     warmup_epochs: Int = Field(default=1, ge=0, le=1000)
     repeats: Int = Field(default=1, ge=1, le=100)
+    # The shortest window the job accepts (runner/timing.py): the runner measures
+    # whole epochs beyond ``workload.epochs`` until both minimums hold. None: no
+    # minimum (jobs from before the fields); the controller fills the catalogue's
+    # defaults (runner/catalogue.py WINDOW_DEFAULTS).
+    min_window_s: float | None = Field(default=None, ge=0, le=24 * 3600,
+                                       description="Shortest measured window, seconds.")
+    min_batches: Int | None = Field(default=None, ge=0, le=10_000_000, description="Fewest measured batches.")
     timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     step_timeout_s: float = Field(
         default=600.0, gt=0, le=24 * 3600, description="Longest silence from the runner."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
@@ -24,6 +24,18 @@ class EpochStat(StrictModel):
     img_per_s: float = Field(ge=0)
     loss: float | None = None
     accuracy: float | None = None
+
+
+class WindowPolicy(StrictModel):
+    """How the measured window was sized: the job's minimums, the measured epochs it
+    asked for, and how many the runner added to reach the minimums."""
+
+    min_window_s: float = Field(ge=0)
+    min_batches: Count64
+    asked_epochs: Count32 = Field(description="measured epochs asked: workload.epochs - warmup_epochs")
+    measured_epochs: Count32
+    extended_epochs: Count32 = Field(description="measured_epochs beyond asked_epochs")
+    met: bool = Field(description="both minimums held when the window closed (False: the epoch cap came first)")
 
 
 class ThroughputSummary(StrictModel):
@@ -49,6 +61,16 @@ class ThroughputSummary(StrictModel):
     )
     images: Count64
     window_s: float = Field(ge=0)
+    # absent in results from before they were recorded
+    block_img_per_s: list[Annotated[float, Field(ge=0)]] | None = Field(
+        default=None, max_length=64, description="img/s of up to 10 blocks of consecutive batches that tile the "
+        "window in time, for a batch-means interval: sum(block_images) / sum(block_images / block_img_per_s) "
+        "is window_img_per_s"
+    )
+    block_images: list[Count64] | None = Field(
+        default=None, max_length=64, description="images in each block (blocks differ by at most one batch)"
+    )
+    window_policy: WindowPolicy | None = None
 
 
 class LatencySummary(StrictModel):

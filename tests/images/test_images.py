@@ -204,8 +204,10 @@ def test_jobs_run_agent_container_to_runner_containers_to_store(
         status = wait_online(client, device, timeout_s=120)[device]
         assert {b.backend: b.available for b in status.backends if b.executor == "docker"} == \
             {"keras-jax": True, "torch": True}, status.backends
+        # no window minimum: a protocol check of 5 batches, not a measurement (no window extension)
         jobs = [build_job({"backend": b, "workload": "fashion-mnist-mlp", "epochs": 2, "steps_per_epoch": 5,
-                           "synthetic": True, "gpus": 0}, f"{fleet}-{b}") for b in images]
+                           "synthetic": True, "gpus": 0, "min_batches": 0, "min_window_s": 0}, f"{fleet}-{b}")
+                for b in images]
         events = run_jobs(client, [Dispatched(device, j) for j in jobs], timeout_s=600)
     finals = {e.job_id: e for e in events if e.state in TERMINAL_STATES}
     assert {j: e.state for j, e in finals.items()} == {j.job_id: JobState.SUCCEEDED for j in jobs}, \
