@@ -42,9 +42,9 @@ MAX_RUNS = 100  # JobSpec.repeats
 MAX_EPOCHS_PER_RUN = 20_000  # JobSpec's 10,000 epochs plus the window's extension (runner/timing.py)
 
 # The error types a runner may report (runner/errors.py); the agent's own
-# (RunnerCrash, Interrupted, Invalid) cannot be claimed by a runner.
+# (RunnerCrash, Interrupted, Lost, Expired) cannot be claimed by a runner.
 RUNNER_ERROR_TYPES = frozenset({ErrorType.BACKEND_ERROR, ErrorType.DATA_MISSING, ErrorType.OOM,
-                                ErrorType.UNSUPPORTED})
+                                ErrorType.UNSUPPORTED, ErrorType.INVALID})
 
 
 class BadLine(ValueError):

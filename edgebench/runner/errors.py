@@ -1,7 +1,7 @@
 """Typed runner errors; their names travel as the error_type of a FAILED event.
 
 The names are a subset of edgebench.schemas.ErrorType (a test keeps them in
-step); RunnerCrash, Interrupted and Invalid are the agent's own.
+step); RunnerCrash, Interrupted, Lost and Expired are the agent's own.
 """
 
 
@@ -28,7 +28,14 @@ class Unsupported(RunnerError):
     error_type = "Unsupported"
 
 
-ERROR_TYPES = (RunnerError.error_type, DataMissing.error_type, OutOfMemory.error_type, Unsupported.error_type)
+class Invalid(RunnerError):
+    """Something the job names is not what it claims (a corrupt or unknown model artifact)."""
+
+    error_type = "Invalid"
+
+
+ERROR_TYPES = (RunnerError.error_type, DataMissing.error_type, OutOfMemory.error_type, Unsupported.error_type,
+               Invalid.error_type)
 
 _OOM_MARKERS = (
     "out of memory",

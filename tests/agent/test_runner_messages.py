@@ -95,6 +95,8 @@ def test_free_text_is_cut_to_its_bounds() -> None:
     # a runner may not claim the agent's own error types
     assert err.typed is ErrorType.BACKEND_ERROR and len(err.message) == rm.MAX_MESSAGE_CHARS
     assert rm.parse_line('{"type": "error", "error_type": "OOM", "message": "x"}').typed is ErrorType.OOM  # type: ignore[union-attr]
+    lost = rm.parse_line('{"type": "error", "error_type": "Lost", "message": "x"}')
+    assert lost.typed is ErrorType.BACKEND_ERROR  # type: ignore[union-attr]
 
 
 def _run_record(repeat: int) -> dict[str, Any]:
