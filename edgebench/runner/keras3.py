@@ -248,7 +248,7 @@ class KerasTorch(Keras3Backend):
     requirements = (("keras", ("keras",)), ("torch", ("torch",)))
 
     def accelerators(self):
-        from .torch_native import torch_accelerators
+        from .torch_placement import torch_accelerators
 
         return torch_accelerators()
 

@@ -8,144 +8,24 @@ device, streamed batches pinned by the loader's threads and copied
 non_blocking. Optimisers use Keras's default hyper-parameters (Adam and
 RMSprop epsilon 1e-7, RMSprop rho 0.9) so the comparison with Keras is fair.
 
-Where the model runs is a Placement: SingleDevice, or Distributed for
-``gpus > 1``: DistributedDataParallel with one process per GPU (NCCL; gloo on
-the CPU). The runner process becomes rank 0 and starts ranks 1..N-1 as child
-processes of its own (same process group, so cancelling kills them all);
-their protocol output goes to /dev/null, only rank 0 speaks. workload.batch_size
-is per process (per GPU); images per second are global.
+Where the model runs is a Placement (runner/torch_placement.py): one device,
+or DistributedDataParallel with one process per GPU for ``gpus > 1``; the
+batches come from runner/torch_data.py. workload.batch_size is per process
+(per GPU); images per second are global.
 """
 
 import os
-import socket
-import subprocess
-import sys
 
 from . import datasets, protocol, torch_models
 from .backend import Backend, Loaded
 from .catalogue import DATASETS
 from .errors import Unsupported
+from .torch_data import InMemory, Streamed
+from .torch_placement import launch_ranks, placement_for, torch_accelerators, world_size_for
 
 # Keras's defaults (keras.optimizers.Adam / RMSprop), not torch's (1e-8, alpha 0.99).
 KERAS_ADAM = {"betas": (0.9, 0.999), "eps": 1e-7}
 KERAS_RMSPROP = {"alpha": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False}
-
-
-class SingleDevice(object):
-    """One process on one device (the CPU, or cuda:0)."""
-
-    world_size = 1
-    rank = 0
-
-    def __init__(self, torch, device):
-        self.torch = torch
-        self.device = device
-        self.is_cuda = device.type == "cuda"
-
-    def sync(self):
-        if self.is_cuda:
-            self.torch.cuda.synchronize(self.device)
-
-    def timer_sync(self):
-        """What RunTimer calls before it reads the clock (None on the CPU: nothing is queued)."""
-        return self.sync if self.is_cuda else None
-
-    def wrap(self, model):
-        return model
-
-    def shard(self, order):
-        return order
-
-    def reduce_sum(self, tensor):
-        return tensor
-
-    def describe(self):
-        return str(self.device)
-
-
-class Distributed(SingleDevice):
-    """One process per device under torch.distributed (DistributedDataParallel)."""
-
-    def __init__(self, torch, device, rank, world_size):
-        SingleDevice.__init__(self, torch, device)
-        self.rank = rank
-        self.world_size = world_size
-
-    def timer_sync(self):
-        # an epoch ends when every rank has finished its share
-        def sync():
-            self.sync()
-            self.torch.distributed.barrier()
-
-        return sync
-
-    def wrap(self, model):
-        from torch.nn.parallel import DistributedDataParallel
-
-        if self.is_cuda:
-            return DistributedDataParallel(model, device_ids=[self.device.index])
-        return DistributedDataParallel(model)
-
-    def shard(self, order):
-        return order[self.rank::self.world_size]
-
-    def reduce_sum(self, tensor):
-        self.torch.distributed.all_reduce(tensor)
-        return tensor
-
-    def describe(self):
-        backend = self.torch.distributed.get_backend()
-        return "DistributedDataParallel, %d processes (%s), rank %d on %s" % (
-            self.world_size, backend, self.rank, self.device)
-
-
-def world_size_for(ctx):
-    """Processes to train with: gpus, or EDGEBENCH_CPU_WORLD_SIZE on the CPU (CI's gloo test)."""
-    if ctx.gpus == 0:
-        return int(os.environ.get("EDGEBENCH_CPU_WORLD_SIZE", "1"))
-    return ctx.gpus
-
-
-def placement_for(torch, ctx):
-    """The Placement of this process (rank EDGEBENCH_RANK of a world > 1); the GPU check is done."""
-    gpus = ctx.gpus
-    world = world_size_for(ctx)
-    if world > 1:
-        rank = int(os.environ["EDGEBENCH_RANK"])
-        if gpus:
-            device = torch.device("cuda", rank)
-            torch.cuda.set_device(device)
-        else:
-            device = torch.device("cpu")
-        torch.distributed.init_process_group("nccl" if gpus else "gloo", rank=rank, world_size=world)
-        return Distributed(torch, device, rank, world)
-    if gpus == 0:
-        return SingleDevice(torch, torch.device("cpu"))
-    return SingleDevice(torch, torch.device("cuda", 0))
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def launch_ranks(ctx, world):
-    """Rank 0 (this process) starts ranks 1..world-1 with the same job; returns their Popen objects."""
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    os.environ["EDGEBENCH_RANK"] = "0"
-    procs = []
-    for rank in range(1, world):
-        env = dict(os.environ, EDGEBENCH_RANK=str(rank))
-        procs.append(subprocess.Popen(
-            # __package__: "runner" in the agent's private copy and the images;
-            # the same job file: every rank reads the same spec
-            [sys.executable, "-m", __package__, "--job", ctx.job_path, "--dataset-root", ctx.dataset_root],
-            env=env, stdout=subprocess.DEVNULL))
-    return procs
 
 
 def library_versions(torch, streamed):
@@ -226,91 +106,6 @@ class Precision(object):
         if self.dtype is None:
             return "fp32 (no autocast)"
         return "autocast %s%s" % (self.dtype, ", GradScaler" if self.scaler else "")
-
-
-class InMemory(object):
-    """Samples held as one NCHW tensor on the training device (host memory on the CPU)."""
-
-    def __init__(self, torch, placement, x, y, batch_size, memory_format, seed=0):
-        self.torch = torch
-        self.placement = placement
-        device = placement.device
-        # NHWC numpy seen as NCHW is already channels_last in memory: to() keeps the format asked
-        xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-        self.x = xt.to(device).contiguous(memory_format=memory_format)
-        self.y = torch.from_numpy(y).to(device=device, dtype=torch.long)
-        self.batch_size = batch_size
-        self.memory_format = memory_format
-        # each rank takes every world_size-th sample of a shared permutation
-        self.n_batches = len(x) // (batch_size * placement.world_size)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
-
-    def describe(self):
-        return "resident on %s" % self.placement.device
-
-    def batches(self, shuffle):
-        """Endless full batches; a fresh permutation per pass when shuffling (as Keras fit does)."""
-        torch = self.torch
-        bs = self.batch_size
-        n = self.n_batches * bs * self.placement.world_size
-        while True:
-            if shuffle:
-                order = torch.randperm(len(self.x), device=self.x.device, generator=self.generator)[:n]
-                order = self.placement.shard(order)
-                for k in range(self.n_batches):
-                    idx = order[k * bs:(k + 1) * bs]
-                    yield (self.x.index_select(0, idx).contiguous(memory_format=self.memory_format),
-                           self.y.index_select(0, idx))
-            else:
-                for k in range(self.n_batches):
-                    yield self.x[k * bs:(k + 1) * bs], self.y[k * bs:(k + 1) * bs]
-
-
-class Streamed(object):
-    """Batches from runner/imagenet.py; pinned in its worker threads, copied non_blocking."""
-
-    def __init__(self, torch, placement, stream, memory_format):
-        self.torch = torch
-        self.placement = placement
-        self.stream = stream
-        self.memory_format = memory_format
-        self.n_batches = max(1, len(stream) // stream.batch_size)  # the stream wraps around
-        pin = placement.is_cuda
-
-        def to_tensors(x, y):
-            xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-            yt = torch.from_numpy(y).long()
-            if pin:
-                xt, yt = xt.pin_memory(), yt.pin_memory()
-            return xt, yt
-
-        stream.transform = to_tensors
-
-    def describe(self):
-        how = "pinned host batches, non_blocking copies" if self.placement.is_cuda else "host batches"
-        return "streamed (%s), %s" % (self.stream.describe(), how)
-
-    def batches(self, shuffle):
-        device = self.placement.device
-        for xt, yt in self.stream:
-            yield (xt.to(device, non_blocking=True).contiguous(memory_format=self.memory_format),
-                   yt.to(device, non_blocking=True))
-
-    def close(self):
-        self.stream.close()
-
-
-def torch_accelerators():
-    """(CUDA devices torch sees, a sentence in torch's terms)."""
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count:
-        names = ", ".join("cuda:%d %s" % (i, torch.cuda.get_device_name(i)) for i in range(count))
-        return count, "torch %s sees %d CUDA device(s): %s" % (torch.__version__, count, names)
-    build = ("CUDA %s build" % torch.version.cuda) if torch.version.cuda else "a CPU-only build"
-    return 0, "torch %s (%s) sees no CUDA device" % (torch.__version__, build)
 
 
 class TorchBackend(Backend):

@@ -113,7 +113,7 @@ class TensorRtBackend(LoadGenBackend):
         return ["cuda"] if torch.cuda.is_available() else []
 
     def accelerators(self):
-        from ..torch_native import torch_accelerators
+        from ..torch_placement import torch_accelerators
 
         return torch_accelerators()
 
@@ -125,7 +125,7 @@ class TorchLoadGenBackend(LoadGenBackend):
     requirements = (("torch", ("torch",)), LOADGEN)
 
     def accelerators(self):
-        from ..torch_native import torch_accelerators
+        from ..torch_placement import torch_accelerators
 
         return torch_accelerators()
 
