@@ -1,13 +1,13 @@
 """Executors start a runner for a job: ``local`` (an interpreter on this host,
 executors/local.py) and ``docker`` (a runner image through the Docker SDK,
-executors/docker.py). Whatever starts the runner, the agent sees the same
-thing (executors/base.py): a RunnerProcess with a stream of protocol lines, a
-way to kill everything it started, the tail of its stderr, and the container
-it ran in, if any.
+executors/docker.py, with its engine-free rules in docker_rules.py). Whatever
+starts the runner, the agent sees the same thing (executors/base.py): a
+RunnerProcess with a stream of protocol lines, a way to kill everything it
+started, the tail of its stderr, and the container it ran in, if any.
 
-Modules import base, never each other or this package; the docker module is
-imported only for a docker backend (it needs the ``docker`` extra to start
-containers, not to be imported).
+Modules import base (docker also docker_rules), never this package; the docker
+module is imported only for a docker backend (it needs the ``docker`` extra to
+start containers, not to be imported).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def make_executor(cfg: BackendConfig, runner_home: Path, allowlist: list[str]) -
     reason, and rejects its jobs naming ``backend``)."""
     if isinstance(cfg, LocalBackend):
         return LocalExecutor(cfg, runner_home)
-    from edgebench.agent.executors.docker import DockerExecutor, image_allowed
+    from edgebench.agent.executors.docker import DockerExecutor
+    from edgebench.agent.executors.docker_rules import image_allowed
 
     if not image_allowed(cfg.image, allowlist):
         # checked here too, not only inside the docker executor: a config
