@@ -104,12 +104,14 @@ WORKLOADS = {
 # - 1 s: MLPerf asks for a minimum duration (600 s per inference scenario, for
 #   steady state under a load generator). A training window here is epochs of a
 #   fixed workload, and the aim is a duration that timer resolution (us) and a
-#   one-off stall (a 10 ms GC pause is 1 %) cannot dominate. 1 s keeps the
-#   catalogue's CPU jobs as they were: the demo's windows (Fashion-MNIST MLP,
-#   60,000 images; CNN, 4,096) are 2-10 s on a 2-core CPU, so nothing is added
-#   there, while the 40-batch, 1.7 s windows of the H200 sweep (issue 20) grow
-#   to 100 batches. On the CPU, synthetic-resnet50 (31 batches of 32 per epoch)
-#   measures 4 epochs instead of 1: set min_batches: 0 for a quicker, noisier look.
+#   one-off stall (a 10 ms GC pause is 1 %) cannot dominate. 1 s costs the
+#   catalogue's CPU jobs little: on a 2-core CPU (2026-12-01) the demo's CNN and
+#   Keras-torch MLP windows are 2.4-10 s and stay as they were; only the
+#   Keras-JAX MLP (60,000 images at 80-90k img/s, a 0.7 s window) measures a
+#   second epoch (+0.7 s). The 40-batch, 1.7 s windows of the H200 sweep
+#   (issue 20) grow to 100 batches. On the CPU, synthetic-resnet50 (31 batches of
+#   32 per epoch) measures 4 epochs instead of 1: set min_batches: 0 for a
+#   quicker, noisier look.
 WINDOW_DEFAULTS = {"min_batches": 100, "min_window_s": 1.0}
 
 # Which model runs on which dataset (the catalogue's own combinations and the
