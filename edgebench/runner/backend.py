@@ -12,7 +12,8 @@ with the methods a backend provides (those marked * have a default here)::
     backend.setup()             * import the framework, apply what it reads at import
     backend.versions()            {library: version}, sent in ``hello``
     backend.accelerators()      * (count, sentence): the accelerators the framework sees;
-                                  the skeleton refuses ``gpus`` > count (Unsupported, field gpus)
+                                  the skeleton refuses ``gpus`` > count (Unsupported, field gpus);
+                                  count None: it cannot tell (a runtime's GPU provider)
     backend.place()             * spread over devices: set ctx.replicas and ctx.placement
     backend.load()                a Loaded(source, samples); keeps the data itself
     for each repeat:
@@ -39,9 +40,10 @@ a backend whose timings mean nothing (``sleep``), whose jobs then run exactly
 the epochs they ask for whatever window minimum they state.
 
 A backend whose timing an external harness decides (MLPerf LoadGen,
-runner/inference) sets ``drives_run`` and implements :meth:`run_job` instead:
-it sends the same messages through runner/protocol.py in the same order, one
-harness run per repeat as the measured window.
+runner/inference) sets ``drives_run`` and implements :meth:`run_job` instead
+(after the same GPU check): it sends the same messages through
+runner/protocol.py in the same order, one harness run per repeat as the
+measured window.
 
 Everything here must stay Python 3.6 compatible and import nothing but the
 standard library at module level.

@@ -23,6 +23,7 @@ def run(ctx, backend_cls):
     """
     backend = backend_cls(ctx)
     if backend.drives_run:
+        check_accelerators(ctx, backend)
         backend.run_job()  # a harness decides every timing (runner/inference, MLPerf LoadGen)
         return
     if ctx.infer:
@@ -56,7 +57,7 @@ def check_accelerators(ctx, backend):
     if ctx.gpus == 0:
         return
     count, seen = backend.accelerators()
-    if count < ctx.gpus:
+    if count is not None and count < ctx.gpus:  # None: the backend cannot count (checked at its start)
         raise Unsupported("gpus=%d but %s" % (ctx.gpus, seen), field="gpus")
 
 

@@ -116,3 +116,18 @@ def test_probe_asks_the_framework(backend: str, words: str) -> None:
 def test_probe_of_a_backend_without_framework_has_no_count() -> None:
     info = _probe("sleep")
     assert info["available"] and info["accelerators"] is None
+
+
+@pytest.mark.parametrize(("backend", "module"), [("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
+                                                 ("litert", "ai_edge_litert")])
+def test_a_gpu_job_on_a_cpu_runtime_is_unsupported(backend: str, module: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not installed")
+    _no_gpu_env(monkeypatch)
+    spec = job(backend, "mlp", "fashion_mnist", mode="infer", gpus=1, inference={"scenario": "offline"},
+               workload={"samples": 64, "synthetic": True})
+    rc, messages, stderr = run_job(spec, tmp_path)
+    assert rc == 2, stderr[-2000:]
+    [err] = of_type(messages, "error")
+    assert err["error_type"] == "Unsupported" and err["message"].startswith(f"gpus: gpus=1 but {backend} offers no GPU")
