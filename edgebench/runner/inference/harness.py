@@ -296,7 +296,8 @@ def parse_detail_log(path):
         "invalid_reason": str(values.get("result_invalid_reason", "") or "").strip()[:2000],
         "query_count": queries,
         "sample_count": samples,
-        "duration_s": (t1 - t0) if (t0 is not None and t1 is not None and t1 >= t0) else 0.0,
+        # the stamps have millisecond resolution: round away the epoch's float error (0.3 s read 0.29999995)
+        "duration_s": round(t1 - t0, 3) if (t0 is not None and t1 is not None and t1 >= t0) else 0.0,
         "samples_per_s": _num(values.get("result_samples_per_second",
                                          values.get("result_completed_samples_per_sec"))),
         "qps_with_loadgen_overhead": _num(values.get("result_qps_with_loadgen_overhead")),
