@@ -29,6 +29,7 @@ def tree(tmp_path: Path) -> Path:
     (root / ".ci").mkdir(parents=True)
     shutil.copy(REPO / ".ci" / "run", root / ".ci" / "run")
     _exe(root / "scripts" / "provision.sh", "echo provisioned\n")
+    _exe(root / "scripts" / "setup-qemu.sh", "echo qemu ready\n")
     return root
 
 

@@ -22,7 +22,7 @@ def test_demo_results_are_kept_apart_and_the_report_says_what_it_shows(tmp_path:
                                     mlp_samples=256, cnn_samples=64, timeout_s=120),
                         Console(file=buf, width=200, color_system=None))
     shown = buf.getvalue()
-    assert f"edgebench report  · sweep {sweep_id}" in shown
+    assert "edgebench report" in shown and f"selection sweep {sweep_id} · " in shown
     assert "all stored results" not in shown
     assert "using synthetic data" in shown
     assert f"results stored in {store_url} (sweep {sweep_id}), apart from fleet results" in shown
