@@ -1,1 +1,1 @@
-"""edgebench shared plumbing (MQTT transport, embedded broker)."""
+"""edgebench: a fleet benchmarking system for deep-learning frameworks and runtimes on edge boxes (docs/ARCHITECTURE.md)."""

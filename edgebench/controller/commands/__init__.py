@@ -1,0 +1,1 @@
+"""The controller's commands, one module per noun; each is a thin caller of the library (controller/cli.py registers them)."""
