@@ -1,4 +1,4 @@
-"""Certificates, CRLs and passwords for the edgebench broker (deploy/mosquitto).
+"""Certificates, CRLs and accounts for the edgebench broker (deploy/mosquitto); the password file itself is common/passwords.py.
 
 ``controller pki --help`` is the command line (edgebench/controller/commands/pki.py);
 the functions below are the operations, for it, scripts and tests.
@@ -31,14 +31,10 @@ Directory layout (``root``)::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 import re
-import secrets
 import shutil
-import subprocess
-from base64 import b64encode
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +48,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edgebench.common import signing
 from edgebench.common.errors import UsageError
 from edgebench.common.files import write_private_file
+from edgebench.common.passwords import (  # noqa: F401  (part of this module's API)
+    PasswordFileError,
+    generate_password,
+    hash_password,
+    remove_password,
+    set_password,
+)
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -407,52 +410,6 @@ def revoke_device(layout: PkiLayout, device_id: str) -> list[str]:
 
 # -- passwords ---------------------------------------------------------------------------
 
-# mosquitto 2.0's own format ("$7$": PBKDF2-SHA512, 101 iterations, 12-byte salt),
-# used only where the mosquitto_passwd binary is absent, e.g. on a workstation
-# that provisions devices but runs no broker.
-_PBKDF2_ITERATIONS = 101
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS, 64)
-    return f"$7${_PBKDF2_ITERATIONS}${b64encode(salt).decode()}${b64encode(digest).decode()}"
-
-
-def generate_password() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def set_password(passwd_file: Path, username: str, password: str, *, use_binary: bool | None = None) -> None:
-    """Add or replace ``username`` in a mosquitto password file.
-
-    Uses ``mosquitto_passwd -b`` (the broker's own hashing) when it is on PATH,
-    else the same format computed here. ``use_binary`` forces one or the other.
-    """
-    if ":" in username or "\n" in username or "\n" in password:
-        raise PkiError("usernames cannot contain ':' or newlines, passwords no newlines")
-    binary = shutil.which("mosquitto_passwd")
-    if use_binary is None:
-        use_binary = binary is not None
-    if use_binary:
-        if binary is None:
-            raise PkiError("mosquitto_passwd is not on PATH (install the mosquitto package)")
-        if not passwd_file.exists():
-            write_private_file(passwd_file, b"")
-        # The password is briefly on this host's process list; this runs on the
-        # provisioning machine, not on a shared one.
-        proc = subprocess.run([binary, "-b", str(passwd_file), username, password],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise PkiError(f"mosquitto_passwd failed: {proc.stderr.strip() or proc.stdout.strip()}")
-        passwd_file.chmod(0o600)
-        return
-    lines = _passwd_lines(passwd_file)
-    lines = [ln for ln in lines if ln.split(":", 1)[0] != username]
-    lines.append(f"{username}:{hash_password(password)}")
-    write_private_file(passwd_file, ("\n".join(lines) + "\n").encode())
-
-
 def issue_account(layout: PkiLayout, name: str, *, force: bool = False) -> Path:
     """A password-only service account, e.g. ``controller-monitor`` (read-only
     in the ACL). Its password is written to ``accounts/<name>`` (0600)."""
@@ -465,22 +422,6 @@ def issue_account(layout: PkiLayout, name: str, *, force: bool = False) -> Path:
     set_password(layout.passwd, name, password)
     write_private_file(out, password.encode() + b"\n")
     return out
-
-
-def remove_password(passwd_file: Path, username: str) -> bool:
-    """Remove ``username``; returns whether it was there."""
-    lines = _passwd_lines(passwd_file)
-    kept = [ln for ln in lines if ln.split(":", 1)[0] != username]
-    if len(kept) == len(lines):
-        return False
-    write_private_file(passwd_file, ("\n".join(kept) + "\n").encode() if kept else b"")
-    return True
-
-
-def _passwd_lines(passwd_file: Path) -> list[str]:
-    if not passwd_file.exists():
-        return []
-    return [ln for ln in passwd_file.read_text().splitlines() if ln.strip()]
 
 
 # -- job-signing keys --------------------------------------------------------------------
