@@ -1,1 +1,4 @@
-"""edgebench: a fleet benchmarking system for deep-learning frameworks and runtimes on edge boxes (docs/ARCHITECTURE.md)."""
+"""edgebench: a fleet benchmarking system for deep-learning frameworks and runtimes on edge boxes.
+
+The layers and every module: docs/ARCHITECTURE.md.
+"""

@@ -1,4 +1,6 @@
-"""Certificates, CRLs and accounts for the edgebench broker (deploy/mosquitto); the password file itself is common/passwords.py.
+"""Certificates, CRLs and accounts for the edgebench broker (deploy/mosquitto).
+
+The password file itself is common/passwords.py.
 
 ``controller pki --help`` is the command line (edgebench/controller/commands/pki.py);
 the functions below are the operations, for it, scripts and tests.

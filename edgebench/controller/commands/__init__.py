@@ -1,1 +1,4 @@
-"""The controller's commands, one module per noun; each is a thin caller of the library (controller/cli.py registers them)."""
+"""The controller's commands, one module per noun, each a thin caller of the library.
+
+controller/cli.py registers them.
+"""
