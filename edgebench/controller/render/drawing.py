@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgebench.controller.render import charts, history_charts
+from edgebench.controller.render import charts, history_charts, timeseries
 from edgebench.controller.render.table import Chart
 
 
@@ -13,7 +13,7 @@ def draw(chart: Chart) -> str | None:
     kinds: dict[str, Any] = {
         "figure4": charts.figure4, "batch": charts.batch_chart, "fleet": charts.fleet_chart,
         "energy": charts.energy_chart, "scaling": charts.scaling_chart,
-        "timeseries": lambda d: charts.timeseries_chart(*d),
+        "timeseries": lambda d: timeseries.timeseries_chart(*d),
         "history": history_charts.history_chart, "compare": history_charts.compare_chart,
     }
     draw_fn = kinds.get(chart.kind)

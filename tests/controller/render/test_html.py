@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.controller.render import charts
+from edgebench.controller.render import charts, timeseries
 from edgebench.controller.render.html import render_html
 from edgebench.controller.report import Report, Selection, build_report, select
 from tests.controller.render.stores import copy_store
@@ -72,7 +72,7 @@ def test_timeseries_section_shows_the_chosen_gpu_job(page: Path, report: Report)
     # default: the first GPU job; a CPU job draws the runner's CPU and memory instead
     assert report.timeseries_job() is not None and not report.timeseries_job().cpu_only  # type: ignore[union-attr]
     cpu = next(c for c in report.cells if c.cpu_only and (c.device_id, c.job_id) in report.timeseries)
-    svg = charts.timeseries_chart(cpu, report.timeseries[(cpu.device_id, cpu.job_id)])
+    svg = timeseries.timeseries_chart(cpu, report.timeseries[(cpu.device_id, cpu.job_id)])
     assert "no GPU on this device" in svg and "runner CPU % of one core" in svg
 
 
