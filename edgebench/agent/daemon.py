@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgebench.agent import faults
+from edgebench.agent.artifacts import Artifacts
 from edgebench.agent.config import AgentConfig
 from edgebench.agent.executors import Executor, ExecutorError, install_runner_code, make_executor
 from edgebench.agent.fingerprint import agent_version, gpu_inventory, machine_fingerprint
@@ -82,6 +83,7 @@ class Agent:
         self._running_lock = threading.Lock()
         self._early_cancels: dict[str, str] = {}  # job id -> reason, under _running_lock
         self.gpu_pool = GpuPool([g.index for g in self.gpus])
+        self.artifacts = Artifacts.from_config(cfg)  # users' model files, by digest (agent/artifacts.py)
         self.workers = len(self.gpus) if (cfg.concurrent_per_gpu and len(self.gpus) > 1) else 1
         self._status_dirty = threading.Event()
         self._connections = 0
@@ -355,6 +357,7 @@ class Agent:
             on_progress=lambda p: self._progress(job, attempt, p),
             sampler=self._make_sampler(job, gpu_ids),
             env=self._runner_env(job, gpu_ids),
+            artifacts=self.artifacts,
         )
         with self._running_lock:
             self._running[job_id] = run

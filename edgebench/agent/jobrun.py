@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 from pydantic import ValidationError
 
+from edgebench.agent.artifacts import ArtifactError, Artifacts, Delivery
 from edgebench.agent.executors import Executor, ExecutorError, RunnerProcess
 from edgebench.agent.runner_messages import (
     BadLine,
@@ -77,6 +78,7 @@ class JobRun:
         sampler: Sampler | None = None,
         env: dict[str, str] | None = None,
         progress_interval_s: float = 1.0,
+        artifacts: Artifacts | None = None,
     ):
         self.job = job
         self.attempt = attempt
@@ -89,6 +91,8 @@ class JobRun:
         self.sampler = sampler
         self.env = env or {}
         self.progress_interval_s = progress_interval_s
+        self.artifacts = artifacts
+        self.delivery: Delivery | None = None  # the job's model file, when it names one
         self._cancel = threading.Event()
         self._cancel_reason = ""
         self._proc: RunnerProcess | None = None
@@ -102,6 +106,21 @@ class JobRun:
         return self._proc.pid if self._proc else None
 
     def run(self) -> JobOutcome:
+        ref = self.job.model_artifact
+        if ref is None:
+            return self._run()
+        # the user's model file: fetched and its digest verified before the runner starts (agent/artifacts.py)
+        if self.artifacts is None:
+            return JobOutcome(JobState.FAILED, "this agent has no model cache", ErrorType.ARTIFACT)
+        try:
+            with self.artifacts.hold(ref) as delivery:
+                self.delivery = delivery
+                self.env = dict(self.env, EDGEBENCH_MODEL_CACHE=str(self.artifacts.root))
+                return self._run()
+        except ArtifactError as exc:
+            return JobOutcome(JobState.FAILED, str(exc), ErrorType.ARTIFACT)
+
+    def _run(self) -> JobOutcome:
         started_at = datetime.now(timezone.utc)
         self.job_dir.mkdir(parents=True, exist_ok=True)
         spec = self.job.model_dump(mode="json")

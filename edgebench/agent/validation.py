@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgebench.agent.errors import AgentError
-from edgebench.runner.catalogue import MODEL_DATASETS
+from edgebench.runner.catalogue import DATASETS, MODEL_DATASETS
 from edgebench.schemas import BackendInfo, JobSpec, Mode
 
 
@@ -29,7 +29,9 @@ def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) ->
     if not info.available:
         raise Rejection(f"backend {job.backend.value!r} is not available here: {info.detail}", "backend")
     wl = job.workload
-    if wl.dataset not in MODEL_DATASETS[wl.model]:
+    if job.model_artifact is not None:
+        _check_user_model(job, info)
+    elif wl.dataset not in MODEL_DATASETS[wl.model]:
         raise Rejection(
             f"model {wl.model!r} does not run on dataset {wl.dataset!r} "
             f"(allowed: {', '.join(MODEL_DATASETS[wl.model])})",
@@ -43,3 +45,29 @@ def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) ->
                         f"{info.accelerators} here: {info.accelerator_detail}", "gpus")
     if job.mode is Mode.INFER and job.warmup_epochs >= wl.epochs:
         raise Rejection("workload.epochs must exceed warmup_epochs", "warmup_epochs")
+
+
+# which backends run which model format (docs/MODELS.md): ONNX on the runtimes under LoadGen,
+# .keras on the Keras 3 backends (training, and the thin per-batch infer mode)
+FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino"), "keras": ("keras-jax", "keras-torch", "keras-tensorflow")}
+
+
+def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
+    ref = job.model_artifact
+    assert ref is not None
+    runs_on = FORMAT_BACKENDS.get(ref.format, ())
+    if job.backend.value not in runs_on:
+        raise Rejection(f"a {ref.format} model runs on {', '.join(runs_on) or 'no backend yet'}, not "
+                        f"{job.backend.value}", "backend")
+    if ref.format == "keras" and job.inference is not None:
+        raise Rejection("a .keras model under LoadGen is not supported yet (train, or infer without inference "
+                        "settings)", "inference")
+    if info.executor == "docker":
+        raise Rejection("the docker executor does not mount the model cache yet: run this backend with the "
+                        "local executor", "model_artifact")
+    wl = job.workload
+    if wl.dataset != "artifact-input":
+        shape = DATASETS[wl.dataset]["shape"]
+        if sorted(shape) != sorted(ref.input.shape):
+            raise Rejection(f"dataset {wl.dataset} has samples of {tuple(shape)}; the model takes "
+                            f"{tuple(ref.input.shape)}", "workload.dataset")

@@ -90,6 +90,20 @@ class AgentConfig(BaseModel):
     metrics_client_ca_file: str | None = Field(
         default=None, description="HTTPS for /metrics: require scraper certificates signed by this CA.")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # users' model files (JobSpec.model_artifact; docs/MODELS.md, agent/artifacts.py)
+    artifact_cache_dir: Path | None = Field(
+        default=None, description="Where delivered model files are cached by digest (the runner's model cache); "
+        "default <state_dir>/models.")
+    max_artifact_bytes: int = Field(default=500 * 1000**2, ge=1, description="The largest model file accepted.")
+    artifact_cache_max_bytes: int = Field(
+        default=5 * 1000**3, ge=1, description="Delivered files kept, least recently used evicted first.")
+    artifact_shared_dir: Path | None = Field(
+        default=None, description="A shared copy of the controller's artifact directory (delivery 'directory').")
+    artifact_ca_file: str | None = Field(
+        default=None, description="CA for the artifact server's or registry's HTTPS; default ca_file.")
+    artifact_fetch_attempts: int = Field(default=4, ge=1, le=20)
+    artifact_fetch_backoff_s: float = Field(default=1.0, ge=0, le=600, description="Doubles after each attempt.")
+    artifact_fetch_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Per connect and per read.")
     job_public_key: Path | None = None  # when set, unsigned or altered jobs, cancels and replays are rejected
     retention_s: float = Field(
         default=30 * 24 * 3600, ge=3600,

@@ -9,7 +9,7 @@ that order of precedence: edgebench/common/settings.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,17 @@ class ControllerConfig(BaseModel):
     key_file: str | None = None
     signing_key: Path | None = None  # Ed25519 private key: sign every job
     job_expiry_s: int = 24 * 3600  # jobs not picked up by then lapse (MQTT 5 message expiry)
+    # users' model files (docs/MODELS.md): where the registry keeps them and how agents get them
+    artifact_dir: Path | None = None  # default: the user data dir's edgebench/artifacts
+    artifact_delivery: Literal["http", "directory"] = "http"
+    artifact_url: str | None = None  # the base URL agents reach; default http(s)://<this host's FQDN>:<port>
+    artifact_addr: str = "0.0.0.0"
+    artifact_port: int = Field(default=8650, ge=0, le=65535)
+    artifact_cert_file: str | None = None  # HTTPS for the artifact server: certificate (PEM) ...
+    artifact_key_file: str | None = None  # ... and its key
+    artifact_url_key: Path | None = None  # HMAC key of the per-job URLs; default <artifact_dir>/url-hmac.key
+    # a URL must outlive the job's wait in the broker (job_expiry_s, 24 h) and its queue on the agent
+    artifact_url_ttl_s: int = Field(default=3 * 24 * 3600, ge=60)
 
     @classmethod
     def load(cls, path: Path | None = None, secrets_dir: Path | None = None, **flags: object) -> ControllerConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgebench.controller.errors import ControllerUsageError
 from edgebench.runner.catalogue import WINDOW_DEFAULTS, WORKLOADS, workload_fields
 from edgebench.schemas import JobSpec
+from edgebench.schemas.artifact import ModelArtifactRef
 from edgebench.schemas.base import Identifier
 from edgebench.schemas.inference import InferenceSettings
 from edgebench.schemas.job import RUNTIME_BACKENDS
@@ -28,7 +30,12 @@ JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "memory_pol
 WORKLOAD_FIELDS = {"batch_size", "epochs", "optimizer", "learning_rate", "steps_per_epoch", "samples", "synthetic"}
 # LoadGen scenario and runtime knobs (JobSpec.inference, docs/INFERENCE.md), flat in a case
 INFERENCE_FIELDS = set(InferenceSettings.model_fields)
-MATRIX_KEYS = {"backend", "workload", *JOB_FIELDS, *WORKLOAD_FIELDS, *INFERENCE_FIELDS}
+# "model": a registered model (name@version, name, sha256:<digest>) instead of a catalogue workload
+MATRIX_KEYS = {"backend", "workload", "model", *JOB_FIELDS, *WORKLOAD_FIELDS, *INFERENCE_FIELDS}
+# a registered model's workload before the case's own fields: the catalogue's usual training settings
+USER_WORKLOAD = {"batch_size": 32, "epochs": 2, "optimizer": "adam", "learning_rate": 0.001}
+# (registry reference, job id) -> (the job's artifact reference, the registered dataset or None)
+ModelResolver = Callable[[str, str], tuple[ModelArtifactRef, str | None]]
 _RUNTIMES = {b.value for b in RUNTIME_BACKENDS}
 
 
@@ -90,9 +97,10 @@ class SweepFile(BaseModel):
         for extra in self.include:
             out.append({**self.defaults, **extra})
         for case in out:
-            for key in ("backend", "workload"):
-                if key not in case:
-                    raise PlanError(f"a sweep case has no '{key}' (set it in matrix, defaults or include)")
+            if "backend" not in case:
+                raise PlanError("a sweep case has no 'backend' (set it in matrix, defaults or include)")
+            if ("workload" in case) == ("model" in case):
+                raise PlanError("a sweep case needs a 'workload' or a registered 'model', not both")
         if not out:
             raise PlanError("the sweep has no cases")
         return out
@@ -110,13 +118,24 @@ def new_id(prefix: str) -> str:
     return f"{prefix[:40]}-{uuid.uuid4().hex[:10]}"
 
 
-def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None) -> JobSpec:
-    """One job from a flat case: {'backend', 'workload' (catalogue name), job and workload fields}."""
+def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None,
+              resolve_model: ModelResolver | None = None) -> JobSpec:
+    """One job from a flat case: {'backend', 'workload' (catalogue name) or 'model' (registered), job and
+    workload fields}."""
     case = dict(case)
-    name = case.pop("workload")
-    if name not in WORKLOADS:
-        raise PlanError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
-    workload = workload_fields(name)
+    model_ref = case.pop("model", None)
+    if model_ref is not None:
+        if resolve_model is None:
+            raise PlanError("a registered model needs the controller's model registry")
+        artifact, dataset = resolve_model(str(model_ref), job_id)
+        name = str(model_ref)
+        workload: dict[str, Any] = {"model": "user", "dataset": dataset or "artifact-input", **USER_WORKLOAD}
+        case["model_artifact"] = artifact.model_dump(mode="json")
+    else:
+        name = case.pop("workload")
+        if name not in WORKLOADS:
+            raise PlanError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+        workload = workload_fields(name)
     for key in list(case):
         if key in WORKLOAD_FIELDS:
             workload[key] = case.pop(key)
@@ -137,7 +156,8 @@ def build_job(case: dict[str, Any], job_id: str, sweep_id: str | None = None) ->
         raise PlanError(f"{name} / {case.get('backend')}: {loc}: {err['msg']}") from None
 
 
-def build_jobs(cases: list[dict[str, Any]], sweep_id: str | None) -> list[JobSpec]:
+def build_jobs(cases: list[dict[str, Any]], sweep_id: str | None,
+               resolve_model: ModelResolver | None = None) -> list[JobSpec]:
     prefix = sweep_id or "job"
-    return [build_job(case, f"{prefix}-{i:03d}-{uuid.uuid4().hex[:6]}"[:64], sweep_id)
+    return [build_job(case, f"{prefix}-{i:03d}-{uuid.uuid4().hex[:6]}"[:64], sweep_id, resolve_model)
             for i, case in enumerate(cases)]

@@ -30,6 +30,7 @@ from edgebench.controller.bulk import gc_paused
 from edgebench.controller.errors import ControllerError, StoreMissing
 from edgebench.controller.facts import facts_values
 from edgebench.controller.ingest import Inbound, decide
+from edgebench.controller.model_registry import v5_models
 from edgebench.schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ MIGRATIONS: dict[int, Any] = {
     2: _v2_variant_columns,
     3: _v3_integrity,
     4: _v4_result_facts,
+    5: v5_models,  # the model registry (controller/model_registry.py, issue 19)
 }
 
 

@@ -43,6 +43,9 @@ class ErrorType(str, Enum):
     UNSUPPORTED = "Unsupported"
     LOST = "Lost"  # the agent never received the job (an answer to a replay request)
     EXPIRED = "Expired"  # the agent no longer keeps the job's events (older than its retention)
+    # the job's model file could not be delivered or was refused before anything loaded it (agent/artifacts.py):
+    # the reason starts with the kind: digest-mismatch, oversize, unsupported-format, unavailable
+    ARTIFACT = "Artifact"
 
 
 class Progress(StrictModel):

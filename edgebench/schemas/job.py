@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
+from edgebench.schemas.artifact import ModelArtifactRef
 from edgebench.schemas.base import Identifier, Int, StrictModel
 from edgebench.schemas.inference import InferenceSettings
 
@@ -63,6 +64,10 @@ class MemoryPolicy(str, Enum):
 ModelName = Literal["mlp", "cnn", "resnet56", "resnet50"]
 DatasetName = Literal["fashion_mnist", "cifar10", "synthetic_imagenet", "imagenet"]
 OptimizerName = Literal["adam", "rmsprop", "sgd"]
+# a registered model file (JobSpec.model_artifact, docs/MODELS.md) instead of a catalogue model, and
+# synthetic data of that model's input signature instead of a catalogue dataset
+USER_MODEL = "user"
+ARTIFACT_INPUT = "artifact-input"
 
 
 class Workload(StrictModel):
@@ -72,8 +77,8 @@ class Workload(StrictModel):
     the agent never guesses.
     """
 
-    model: ModelName
-    dataset: DatasetName
+    model: ModelName | Literal["user"]
+    dataset: DatasetName | Literal["artifact-input"]
     batch_size: Int = Field(ge=1, le=65536)
     epochs: Int = Field(ge=1, le=10000)
     optimizer: OptimizerName
@@ -117,12 +122,29 @@ class JobSpec(StrictModel):
     inference: InferenceSettings | None = Field(
         default=None, description="Mode infer under MLPerf LoadGen; None: the runtime backends' defaults, "
         "and the training frameworks' per-batch predict latency (the thin infer mode).")
+    model_artifact: ModelArtifactRef | None = Field(
+        default=None, description="The user's model file that workload.model 'user' runs (docs/MODELS.md): "
+        "digest, format, size, input signature and where to fetch it; the agent verifies the digest before "
+        "anything loads the file.")
     power_mode: Int | None = Field(
         default=None, ge=0, le=99,
         description="Jetson only: the nvpmodel mode id to run the job in. The agent sets it before the "
         "job and restores the previous mode after, only where its config allows it (allow_power_mode); "
         "None leaves the mode alone. Ids are per module (docs/JETSON.md).",
     )
+
+    @field_validator("model_artifact")
+    @classmethod
+    def _artifact_for_user_model(cls, value: ModelArtifactRef | None, info: ValidationInfo
+                                 ) -> ModelArtifactRef | None:
+        workload = info.data.get("workload")
+        if workload is None:
+            return value
+        if (value is None) != (workload.model != USER_MODEL):
+            raise ValueError("is required with workload.model 'user', and only then")
+        if value is None and workload.dataset == ARTIFACT_INPUT:
+            raise ValueError("is required with workload.dataset 'artifact-input'")
+        return value
 
     # The rules below tie two fields together; each error names the field to fix.
     # The JSON Schema states them as if/then (model_config below), except the
@@ -178,6 +200,13 @@ class JobSpec(StrictModel):
                  "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
                 {"if": {"properties": {"inference": {"type": "object"}}, "required": ["inference"]},
                  "then": {"required": ["mode"], "properties": {"mode": {"const": "infer"}}}},
+                # a user's model: workload.model 'user' exactly when model_artifact is given (docs/MODELS.md)
+                {"if": {"properties": {"workload": {"properties": {"model": {"const": "user"}}}}},
+                 "then": {"required": ["model_artifact"], "properties": {"model_artifact": {"type": "object"}}}},
+                {"if": {"properties": {"model_artifact": {"type": "object"}}, "required": ["model_artifact"]},
+                 "then": {"properties": {"workload": {"properties": {"model": {"const": "user"}}}}}},
+                {"if": {"properties": {"workload": {"properties": {"dataset": {"const": "artifact-input"}}}}},
+                 "then": {"required": ["model_artifact"], "properties": {"model_artifact": {"type": "object"}}}},
             ],
             "x-edgebench-rules": ["in mode 'train', warmup_epochs < workload.epochs"],
         },

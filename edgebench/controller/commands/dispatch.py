@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edgebench.common.console import Column, Output, markup
+from edgebench.controller.artifact_delivery import Delivery
 from edgebench.controller.commands._options import BACKENDS, WORKLOAD_NAMES, JsonOpt, config, output, write_store
 from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.controller.fleet import Dispatched, FleetClient
@@ -36,6 +37,9 @@ def dispatch(
         "--backend", "-b", help=f"Backend (repeatable): {BACKENDS}.", show_default=False)] = None,
     workload: Annotated[list[str] | None, typer.Option(
         "--workload", "-w", help=f"Catalogue workload (repeatable): {WORKLOAD_NAMES}.", show_default=False)] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Registered model (repeatable): name@version, name (latest) or sha256:DIGEST "
+        "(`controller models list`).", show_default=False)] = None,
     batch_size: Annotated[list[int] | None, typer.Option(
         "--batch-size", help="Batch size (repeatable) [default: the workload's].", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(
@@ -78,6 +82,9 @@ def dispatch(
     requeue_suspect: Annotated[int | None, typer.Option(
         min=0, max=5, help="Rerun jobs whose validity record is suspect, up to N times (default: the sweep's).",
         show_default=False)] = None,
+    serve_artifacts: Annotated[bool, typer.Option(
+        "--serve-artifacts/--no-serve-artifacts",
+        help="Serve registered models' files while waiting (artifact_delivery http; docs/MODELS.md).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Dispatch jobs and (by default) follow them with a live progress view.
@@ -90,9 +97,15 @@ def dispatch(
     if sweep is not None:
         spec = load_sweep(sweep)
     else:
-        if not backend or not workload:
-            raise ControllerUsageError("give --backend and --workload, or --sweep FILE")
-        matrix: dict[str, list[object]] = {"backend": list(backend), "workload": list(workload)}
+        if not backend or not (workload or model):
+            raise ControllerUsageError("give --backend and --workload (or --model), or --sweep FILE")
+        if workload and model:
+            raise ControllerUsageError("give --workload or --model, not both")
+        matrix: dict[str, list[object]] = {"backend": list(backend)}
+        if workload:
+            matrix["workload"] = list(workload)
+        else:
+            matrix["model"] = list(model or [])
         if batch_size:
             matrix["batch_size"] = list(batch_size)
         if scenario:
@@ -105,9 +118,14 @@ def dispatch(
         }.items() if v is not None}
         spec = SweepFile(name="cli", matrix=matrix, defaults=defaults)
     sid = sweep_id or (new_id(spec.name) if sweep is not None or len(spec.cases()) > 1 else None)
-    jobs = build_jobs(spec.cases(), sid)
     store = write_store(ctx)
-    with FleetClient(cfg, store) as fleet:
+    delivery = Delivery(cfg, store)
+    cases = spec.cases()
+    jobs = build_jobs(cases, sid, lambda ref, job_id: (delivery.job_reference(ref, job_id),
+                                                       delivery.registry.resolve(ref).dataset))
+    # the embedded artifact server, for as long as this command waits (docs/MODELS.md)
+    serving = wait and serve_artifacts and cfg.artifact_delivery == "http" and any(j.model_artifact for j in jobs)
+    with FleetClient(cfg, store) as fleet, delivery.server() if serving else nullcontext():
         targets = spec.targets
         device_ids = fleet.resolve_targets(list(device or []) or targets.devices, list(tag or []) or targets.tags,
                                            all_devices or targets.all)
