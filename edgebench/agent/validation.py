@@ -62,6 +62,9 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
     if ref.format == "keras" and job.inference is not None:
         raise Rejection("a .keras model under LoadGen is not supported yet (train, or infer without inference "
                         "settings)", "inference")
+    if job.precision.value != "fp32" and (ref.format == "keras" or job.backend.value == "onnxruntime"):
+        # the file's own dtypes decide: no fp16/bf16/int8 variant is made from a user's model yet
+        raise Rejection(f"a user's {ref.format} model runs fp32 on {job.backend.value}", "precision")
     if info.executor == "docker":
         raise Rejection("the docker executor does not mount the model cache yet: run this backend with the "
                         "local executor", "model_artifact")

@@ -2,7 +2,7 @@
 
 import threading
 
-from . import keras_models
+from . import keras_models, user_models
 from .backend import Loaded
 from .catalogue import DATASETS
 from .datasets import is_streamed, load
@@ -51,6 +51,8 @@ def prepare_arrays(np, x, y, batch_size, data_format):
 
 
 def build_model(keras, ctx, data_format, mixed):
+    if user_models.is_user_model(ctx.spec):  # a user's .keras file, verified, in safe mode (docs/MODELS.md)
+        return user_models.load_keras(keras, user_models.artifact(ctx.spec, "keras").path)
     info = DATASETS[ctx.dataset]
     return keras_models.build(keras, ctx.workload["model"], info["shape"], info["classes"], data_format, mixed)
 
@@ -112,6 +114,10 @@ def load_data(ctx, data_format):
     import numpy as np
 
     bs = ctx.global_batch_size
+    if user_models.is_user_model(ctx.spec):  # already in the model's own input layout
+        x, y, source = user_models.arrays(ctx.spec, ctx.dataset_root)
+        x, y = prepare_arrays(np, x, y, bs, "channels_last")
+        return x, y, None, Loaded(source, len(x)), "in memory (numpy), the model's input signature"
     if is_streamed(ctx.dataset, ctx.synthetic):
         from . import imagenet
 

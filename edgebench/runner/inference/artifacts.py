@@ -26,7 +26,8 @@ import tempfile
 from ..errors import RunnerError
 
 _CHUNK = 1 << 20
-FORMATS = {"onnx": "model.onnx", "tflite": "model.tflite"}
+# keras: a user's .keras model delivered by the agent (runner/user_models.py, docs/MODELS.md)
+FORMATS = {"onnx": "model.onnx", "tflite": "model.tflite", "keras": "model.keras"}
 
 
 class ArtifactError(RunnerError):

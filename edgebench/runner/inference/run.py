@@ -17,7 +17,7 @@ import os
 import platform
 import time
 
-from .. import datasets, protocol
+from .. import datasets, protocol, user_models
 from ..catalogue import DATASETS
 from ..errors import Unsupported
 from . import equivalence, harness, rapl, runtimes
@@ -58,19 +58,31 @@ def batch_sizes(scenario, inference, batch_size):
     return [batch_size]
 
 
-def sample_count(inference, dataset):
+def sample_count(inference, dataset, spec=None):
     if inference.get("performance_sample_count"):
         return int(inference["performance_sample_count"])
-    h, w, _ = DATASETS[dataset]["shape"]
-    big = h * w > 100 * 100
+    if dataset in DATASETS:
+        h, w, _ = DATASETS[dataset]["shape"]
+        big = h * w > 100 * 100
+    else:  # a user's model on synthetic data of its input signature
+        big = _size(user_models.reference_of(spec)["input"]["shape"]) > 100 * 100 * 3
     if inference.get("rules") == "quick":
         return 64 if big else 256
     return 256 if big else 1024  # mlperf.conf: ResNet-50's performance_sample_count is 1024
 
 
+def _size(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def load_samples(spec, dataset_root, n, layout):
     """(x in the runtime's layout, y, data source)."""
     wl = spec["workload"]
+    if user_models.is_user_model(spec):  # already in the model's own layout
+        return user_models.arrays(spec, dataset_root, n)
     if datasets.is_streamed(wl["dataset"], wl.get("synthetic", False)):
         from .. import imagenet
 
@@ -92,6 +104,11 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
     fmt, file_precision = need
     cache = Cache()
     digest = inference.get("model_sha256")
+    if user_models.is_user_model(spec):  # the user's file the agent fetched and verified (docs/MODELS.md)
+        if file_precision != "fp32":
+            raise Unsupported("a user's model runs as its fp32 file here (%s would need a %s variant, not made "
+                              "from users' models yet)" % (runtime, file_precision), field="precision")
+        digest = user_models.reference_of(spec)["digest"]
     if digest:
         art = cache.get(digest)
         if art.format != fmt:
@@ -145,11 +162,15 @@ def run(ctx):
     sizes = batch_sizes(scenario, inference, bs)
     runtime.load(sizes)
     layout = artifact.meta.get("layout", "NCHW") if artifact is not None else "NCHW"
-    x, y, data_source = load_samples(spec, dataset_root, sample_count(inference, wl["dataset"]), layout)
+    x, y, data_source = load_samples(spec, dataset_root, sample_count(inference, wl["dataset"], spec), layout)
     emitter.send(protocol.data(data_source, len(x)))
 
     # equivalence on the reference batch (and real top-1 when the files are real)
-    if artifact is not None:
+    if artifact is not None and user_models.is_user_model(spec) and artifact.reference() is None:
+        # a user's model: ONNX Runtime (CPU, optimisations off) is the reference framework
+        ref_x = user_models.reference_batch(user_models.reference_of(spec), int(inference["reference_samples"]))
+        ref_out, ref_desc = user_models.onnx_reference(artifact.path, ref_x)
+    elif artifact is not None:
         reference = artifact.reference()
         if reference is None:
             raise Unsupported("artifact %s has no reference outputs to check equivalence against"
@@ -167,7 +188,7 @@ def run(ctx):
     if data_source == "real":
         n_acc = min(len(x), int(inference.get("accuracy_samples") or len(x)))
         top1 = equivalence.top1_accuracy(runtime.predict, x[:n_acc], y[:n_acc], max(sizes))
-        untrained = not inference.get("model_sha256")
+        untrained = not inference.get("model_sha256") and not user_models.is_user_model(spec)
         accuracy = {"dataset": wl["dataset"], "samples": int(n_acc), "top1": top1,
                     "note": "the catalogue's weights are untrained (seed 0): near chance by design"
                     if untrained else ""}

@@ -1,0 +1,119 @@
+"""A user's model in the runner (issue 19): ONNX on two runtimes under LoadGen with ONNX Runtime as the
+equivalence reference, .keras trained on keras-jax and keras-torch on synthetic data of its input
+signature, and safe mode's refusal of a Lambda layer. The files enter the model cache the way the
+agent puts them there (agent/artifacts.py, shared-directory delivery)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgebench.agent.artifacts import Artifacts
+from edgebench.schemas.artifact import ModelArtifactRef
+from edgebench.schemas.result import RunResult
+from tests.artifact_models import make_keras, make_onnx, ref_doc, sha256
+from tests.runner.runjob import of_type, run_job
+
+pytestmark = pytest.mark.slow
+
+needs = {
+    "onnxruntime": ("onnxruntime", "mlperf_loadgen"),
+    "openvino": ("openvino", "mlperf_loadgen", "onnxruntime"),
+    "keras-jax": ("keras", "jax"),
+    "keras-torch": ("keras", "torch"),
+}
+
+
+def _param(backend: str) -> Any:
+    missing = [m for m in needs[backend] if importlib.util.find_spec(m) is None]
+    return pytest.param(backend, marks=pytest.mark.skipif(bool(missing), reason=f"{missing} not installed"))
+
+
+def _delivered(tmp_path: Path, model: Path, fmt: str, shape: tuple[int, ...], layout: str) -> tuple[Path, dict]:
+    shared = tmp_path / "shared"
+    (shared / "sha256").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, shared / "sha256" / sha256(model))
+    doc = ref_doc(model, fmt, kind="directory", shape=shape, layout=layout)
+    cache = tmp_path / "cache"
+    Artifacts(cache, shared_dir=shared).ensure(ModelArtifactRef.model_validate_json(__import__("json").dumps(doc)))
+    return cache, doc
+
+
+def _user_job(backend: str, doc: dict, **over: Any) -> dict[str, Any]:
+    workload = {"model": "user", "dataset": "artifact-input", "batch_size": 8, "epochs": 2, "optimizer": "adam",
+                "learning_rate": 0.001, **over.pop("workload", {})}
+    spec = {"job_id": f"u-{backend}", "backend": backend, "mode": "train", "workload": workload,
+            "warmup_epochs": 1, "repeats": 1, "model_artifact": doc, "min_batches": 20, "min_window_s": 0.2}
+    spec.update(over)
+    return spec
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGEBENCH_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.mark.parametrize("backend", [_param("onnxruntime"), _param("openvino")])
+def test_user_onnx_under_loadgen(backend: str, tmp_path: Path) -> None:
+    model = make_onnx(tmp_path / "tiny.onnx")
+    _, doc = _delivered(tmp_path, model, "onnx", (1, 8, 8), "NCHW")
+    spec = _user_job(backend, doc, mode="infer", min_batches=None, min_window_s=None,
+                     inference={"scenario": "single-stream", "rules": "quick", "min_duration_ms": 300,
+                                "min_query_count": 64})
+    rc, messages, stderr = run_job(spec, tmp_path)
+    assert rc == 0, stderr[-3000:]
+    run = messages[-1]["runs"][0]
+    RunResult.model_validate(run, strict=False)
+    inf = run["inference"]
+    assert inf["model"]["sha256"] == doc["digest"] and inf["model"]["format"] == "onnx"
+    assert inf["equivalence"]["passed"], inf["equivalence"]
+    assert "onnxruntime" in inf["equivalence"]["reference"] and "user's model" in inf["equivalence"]["reference"]
+    assert inf["loadgen"]["sample_count"] >= 64
+    assert of_type(messages, "data")[0]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize("backend", [_param("keras-jax"), _param("keras-torch")])
+def test_user_keras_trains(backend: str, tmp_path: Path) -> None:
+    model = make_keras(tmp_path / "tiny.keras")
+    _, doc = _delivered(tmp_path, model, "keras", (8, 8, 1), "NHWC")
+    rc, messages, stderr = run_job(_user_job(backend, doc, workload={"samples": 256}), tmp_path)
+    assert rc == 0, stderr[-3000:]
+    run = messages[-1]["runs"][0]
+    RunResult.model_validate(run, strict=False)
+    measured = [e for e in of_type(messages, "epoch") if not e["warmup"]]
+    assert measured and all(e["batches"] == 32 for e in measured)  # 256 synthetic samples / batch 8
+    assert run["throughput"]["window_img_per_s"] > 0 and run["loss"] is not None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
+def test_lambda_layer_refused_by_safe_mode(tmp_path: Path) -> None:
+    """The agent delivers a file the registry would have refused (the runner is the last line)."""
+    model = make_keras(tmp_path / "lam.keras", "lambda")
+    _, doc = _delivered(tmp_path, model, "keras", (8, 8, 1), "NHWC")
+    rc, messages, _ = run_job(_user_job("keras-jax", doc, workload={"samples": 64}), tmp_path)
+    assert rc != 0
+    assert messages[-1]["type"] == "error" and messages[-1]["error_type"] == "Invalid"
+    assert "safe" in messages[-1]["message"].lower() or "lambda" in messages[-1]["message"].lower()
+
+
+def test_tampered_cache_is_not_loaded(tmp_path: Path) -> None:
+    """A cached file altered after delivery: the runner re-hashes and refuses (nothing loads)."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("mlperf_loadgen") is None:
+        pytest.skip("onnxruntime / LoadGen not installed")
+    model = make_onnx(tmp_path / "tiny.onnx")
+    cache, doc = _delivered(tmp_path, model, "onnx", (1, 8, 8), "NCHW")
+    target = cache / "sha256" / doc["digest"] / "model.onnx"
+    os.chmod(target, 0o644)
+    target.write_bytes(target.read_bytes()[:-4] + b"\0\0\0\0")
+    spec = _user_job("onnxruntime", doc, mode="infer", min_batches=None, min_window_s=None,
+                     inference={"rules": "quick"})
+    rc, messages, _ = run_job(spec, tmp_path)
+    assert rc != 0 and messages[-1]["error_type"] == "Invalid"
+    assert "not loaded" in messages[-1]["message"]
