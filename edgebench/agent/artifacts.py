@@ -150,7 +150,7 @@ class Artifacts:
 
     def entries(self) -> list[tuple[str, int, float]]:
         """(digest, bytes, last used) of every delivered entry."""
-        out = []
+        out: list[tuple[str, int, float]] = []
         parent = self.root / "sha256"
         if not parent.is_dir():
             return out

@@ -6,6 +6,7 @@ Each failure names the offending field, which goes back in the REJECTED event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from edgebench.agent.errors import AgentError
 from edgebench.runner.catalogue import DATASETS, MODEL_DATASETS
@@ -70,7 +71,7 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
                         "local executor", "model_artifact")
     wl = job.workload
     if wl.dataset != "artifact-input":
-        shape = DATASETS[wl.dataset]["shape"]
+        shape = tuple(cast("tuple[int, ...]", DATASETS[wl.dataset]["shape"]))  # plain data (runner/catalogue.py)
         if sorted(shape) != sorted(ref.input.shape):
             raise Rejection(f"dataset {wl.dataset} has samples of {tuple(shape)}; the model takes "
                             f"{tuple(ref.input.shape)}", "workload.dataset")

@@ -176,7 +176,7 @@ def _onnx_model(path: Path) -> ModelFacts:
         raise ModelFileError(f"{path.name}: {len(inputs)} graph inputs; edgebench feeds models with one input")
     tensor = inputs[0].type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    shape = tuple(d for d in dims[1:]) if len(dims) >= 2 and all(d for d in dims[1:]) else None
+    shape = tuple(int(d) for d in dims[1:] if d) if len(dims) >= 2 and all(dims[1:]) else None
     out_dims = [d.dim_value if d.HasField("dim_value") else None for d in
                 model.graph.output[0].type.tensor_type.shape.dim] if model.graph.output else []
     classes = out_dims[-1] if out_dims and out_dims[-1] else None

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -161,7 +161,7 @@ class ModelRegistry:
         if dataset is not None:
             if dataset not in DATASETS:
                 raise ControllerUsageError(f"--dataset {dataset!r}: known: {', '.join(DATASETS)}")
-            ds_shape = tuple(DATASETS[dataset]["shape"])
+            ds_shape = tuple(cast("tuple[int, ...]", DATASETS[dataset]["shape"]))  # plain data (runner/catalogue.py)
             if sorted(ds_shape) != sorted(shape) or DATASETS[dataset]["classes"] != n_classes:
                 raise ControllerUsageError(f"--dataset {dataset}: its samples are {ds_shape} with "
                                            f"{DATASETS[dataset]['classes']} classes; the model takes {shape} "
