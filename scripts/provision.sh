@@ -28,6 +28,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
 apt_missing=()
 have mosquitto || apt_missing+=(mosquitto mosquitto-clients)
+have docker-registry || apt_missing+=(docker-registry)  # the OCI team store's tests (docs/MODELS.md)
 have chromium || have chromium-browser || apt_missing+=(chromium fonts-dejavu-core)
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
 

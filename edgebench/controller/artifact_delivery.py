@@ -194,6 +194,7 @@ class Delivery:
         self.cfg = cfg
         self.registry = ModelRegistry(store, cfg.artifact_dir or default_artifact_dir())
         self._key: bytes | None = None
+        self._pushed: set[str] = set()
 
     @property
     def key(self) -> bytes:
@@ -205,10 +206,27 @@ class Delivery:
     def base_url(self) -> str:
         return self.cfg.artifact_url or default_base_url(self.cfg.artifact_port, bool(self.cfg.artifact_cert_file))
 
+    def oci(self) -> Any:
+        from edgebench.controller.oci_store import OciStore, TokenIssuer
+
+        cfg = self.cfg
+        if not (cfg.artifact_oci_url and cfg.artifact_oci_token_key and cfg.artifact_oci_token_cert):
+            raise ControllerError("artifact_delivery oci needs artifact_oci_url, artifact_oci_token_key and "
+                                  "artifact_oci_token_cert (docs/MODELS.md)")
+        issuer = TokenIssuer(cfg.artifact_oci_token_key, cfg.artifact_oci_token_cert, cfg.artifact_oci_issuer,
+                             cfg.artifact_oci_service)
+        return OciStore(cfg.artifact_oci_url, issuer, cfg.artifact_oci_prefix, cfg.artifact_oci_ca_file)
+
     def job_reference(self, ref: str, job_id: str) -> ModelArtifactRef:
         entry = self.registry.resolve(ref)
         if self.cfg.artifact_delivery == "directory":
             return reference(entry, ArtifactLocation(kind="directory"))
+        if self.cfg.artifact_delivery == "oci":
+            store = self.oci()
+            if entry.digest not in self._pushed:  # once per controller run; the registry skips blobs it has
+                store.push(entry, self.registry.path_of(entry.digest))
+                self._pushed.add(entry.digest)
+            return reference(entry, store.location(entry, self.cfg.artifact_url_ttl_s))
         return reference(entry, http_location(self.base_url, self.key, entry, job_id, self.cfg.artifact_url_ttl_s))
 
     def server(self, port: int | None = None) -> ArtifactHTTPServer:

@@ -39,7 +39,7 @@ class ControllerConfig(BaseModel):
     job_expiry_s: int = 24 * 3600  # jobs not picked up by then lapse (MQTT 5 message expiry)
     # users' model files (docs/MODELS.md): where the registry keeps them and how agents get them
     artifact_dir: Path | None = None  # default: the user data dir's edgebench/artifacts
-    artifact_delivery: Literal["http", "directory"] = "http"
+    artifact_delivery: Literal["http", "directory", "oci"] = "http"
     artifact_url: str | None = None  # the base URL agents reach; default http(s)://<this host's FQDN>:<port>
     artifact_addr: str = "0.0.0.0"
     artifact_port: int = Field(default=8650, ge=0, le=65535)
@@ -48,6 +48,14 @@ class ControllerConfig(BaseModel):
     artifact_url_key: Path | None = None  # HMAC key of the per-job URLs; default <artifact_dir>/url-hmac.key
     # a URL must outlive the job's wait in the broker (job_expiry_s, 24 h) and its queue on the agent
     artifact_url_ttl_s: int = Field(default=3 * 24 * 3600, ge=60)
+    # the team store (delivery 'oci'): an OCI registry with token auth, this controller the token issuer
+    artifact_oci_url: str | None = None  # https://registry.plant.local:5000
+    artifact_oci_prefix: str = "edgebench/models"  # repositories are <prefix>/<model name>
+    artifact_oci_token_key: Path | None = None  # ES256 key whose certificate is the registry's rootcertbundle
+    artifact_oci_token_cert: Path | None = None
+    artifact_oci_issuer: str = "edgebench-controller"  # the registry's auth.token.issuer
+    artifact_oci_service: str = "edgebench-registry"  # the registry's auth.token.service
+    artifact_oci_ca_file: str | None = None  # CA of the registry's HTTPS certificate
 
     @classmethod
     def load(cls, path: Path | None = None, secrets_dir: Path | None = None, **flags: object) -> ControllerConfig:

@@ -17,6 +17,7 @@ from edgebench.schemas import ErrorType, JobState, Result
 from tests.agent.conftest import write_agent_config
 from tests.artifact_models import make_keras, make_onnx
 from tests.helpers import wait_online
+from tests.oci_registry import ISSUER, SERVICE, running_registry
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,33 @@ def test_users_models_over_the_broker_with_the_embedded_server(start_agent, watc
         ok = watcher.wait_for(after.job_id, TERMINAL, 300, agent)
         assert ok.state == JobState.SUCCEEDED, ok.reason
         assert server.served == 3  # the tampered download; the last job used the cache
+
+
+def test_users_model_from_the_team_store(start_agent, watcher, controller_cfg, tmp_path):
+    """The same path with the OCI registry as the store: pushed once, pulled once per agent with a
+    per-job token over TLS; the second job downloads nothing."""
+    with running_registry(tmp_path / "registry") as registry:
+        cfg = controller_cfg.model_copy(update={
+            "artifact_dir": tmp_path / "artifacts", "artifact_delivery": "oci", "artifact_oci_url": registry.url,
+            "artifact_oci_token_key": registry.token_key, "artifact_oci_token_cert": registry.token_cert,
+            "artifact_oci_issuer": ISSUER, "artifact_oci_service": SERVICE,
+            "artifact_oci_ca_file": str(registry.ca_file)})
+        delivery = Delivery(cfg, watcher.fc.store)
+        entry = delivery.registry.add(make_onnx(tmp_path / "tiny.onnx"), "team-model")
+        config = write_agent_config(tmp_path / "agent.yaml", backends={"onnxruntime": {"executor": "local"}},
+                                    artifact_ca_file=str(registry.ca_file), artifact_fetch_backoff_s=0.1)
+        agent = start_agent("box1", config=config)
+        wait_online(watcher.fc, "box1", agents=[agent])
+
+        def resolve(ref: str, job_id: str):  # type: ignore[no-untyped-def]
+            return delivery.job_reference(ref, job_id), delivery.registry.resolve(ref).dataset
+
+        jobs = build_jobs([{"backend": "onnxruntime", "model": "team-model@1", **QUICK}] * 2, "team", resolve)
+        assert all(j.model_artifact is not None and j.model_artifact.location.kind == "oci" for j in jobs)
+        watcher.dispatch("box1", *jobs)
+        for job in jobs:
+            ev = watcher.wait_for(job.job_id, TERMINAL, 300, agent)
+            assert ev.state == JobState.SUCCEEDED, (ev.reason, agent.log()[-3000:])
+            assert ev.result is not None and ev.result.runs[0].inference.model.sha256 == entry.digest
+        fetched = [line for line in agent.log().splitlines() if "team-model@1" in line and "fetched" in line]
+        assert len(fetched) == 1, fetched  # the second job found it in the cache
