@@ -7,6 +7,7 @@ the agent goes on; the second job for a model downloads nothing."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 
 import pytest
@@ -124,3 +125,38 @@ def test_users_model_from_the_team_store(start_agent, watcher, controller_cfg, t
             assert ev.result is not None and ev.result.runs[0].inference.model.sha256 == entry.digest
         fetched = [line for line in agent.log().splitlines() if "team-model@1" in line and "fetched" in line]
         assert len(fetched) == 1, fetched  # the second job found it in the cache
+
+
+def test_the_readme_commands(start_agent, controller_cfg, tmp_path):
+    """README "Benchmark your own model": models add, list, dispatch --model (which serves the file while
+    it waits), rm, through the CLI with its settings from the environment."""
+    from typer.testing import CliRunner
+
+    from edgebench.controller.cli import app
+
+    port = _free_port()
+    env = {"EDGEBENCH_ARTIFACT_DIR": str(tmp_path / "artifacts"), "EDGEBENCH_ARTIFACT_PORT": str(port),
+           "EDGEBENCH_ARTIFACT_ADDR": "127.0.0.1", "EDGEBENCH_ARTIFACT_URL": f"http://127.0.0.1:{port}"}
+    runner = CliRunner()
+
+    def cli(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["--broker", controller_cfg.broker_url, "--fleet", controller_cfg.fleet,
+                                   "--store", controller_cfg.store_url, *args], env=env)
+
+    out = cli("models", "add", str(make_onnx(tmp_path / "mine.onnx")), "--name", "mine")
+    assert out.exit_code == 0, out.output
+    listed = cli("models", "list", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "mine"
+    config = write_agent_config(tmp_path / "agent.yaml", backends={"onnxruntime": {"executor": "local"}})
+    agent = start_agent("box1", config=config)
+    from edgebench.controller.fleet import FleetClient
+    from edgebench.controller.store import ResultStore
+
+    with FleetClient(controller_cfg, ResultStore(controller_cfg.store_url)) as fc:
+        wait_online(fc, "box1", agents=[agent])
+    out = cli("dispatch", "-d", "box1", "-b", "onnxruntime", "--model", "mine", "--rules", "quick",
+              "--wait-timeout", "300")
+    assert out.exit_code == 0, out.output + agent.log()[-3000:]
+    assert "user/artifact-input" in out.output
+    out = cli("models", "rm", "mine@1")
+    assert out.exit_code == 0 and cli("models", "list", "--json").stdout.strip() == "[]"

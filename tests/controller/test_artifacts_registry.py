@@ -204,3 +204,27 @@ def test_server_serves_only_signed_paths(tmp_path: Path) -> None:
             urllib.request.urlopen(missing, timeout=5)
         assert err.value.code == 404
         assert server.served == 1 and server.bytes_out == len(b"model bytes")
+
+
+@needs_onnx
+def test_a_signed_job_covers_the_digest(registry: ModelRegistry, tmp_path: Path) -> None:
+    """A job whose digest (or URL) was altered after signing fails the agent's signature check."""
+    from edgebench.common.signing import SignatureError, check_signature, generate_keypair, sign_envelope
+    from edgebench.controller.artifact_delivery import http_location, reference
+    from edgebench.schemas import Envelope, decode, encode
+
+    entry = registry.add(make_onnx(tmp_path / "tiny.onnx"), "tiny")
+
+    def resolve(ref: str, job_id: str):  # type: ignore[no-untyped-def]
+        e = registry.resolve(ref)
+        return reference(e, http_location("http://ctl:8650", b"k" * 32, e, job_id, 3600)), None
+
+    [job] = build_jobs([{"backend": "onnxruntime", "model": "tiny"}], None, resolve)
+    private, public = generate_keypair()
+    wire = encode(sign_envelope(Envelope.of("controller", job), private))
+    check_signature(decode(wire), public)
+    for old, new in ((entry.digest, "0" * 64), ("ctl:8650", "evil:8650")):
+        tampered = wire.replace(old.encode(), new.encode())
+        assert tampered != wire
+        with pytest.raises(SignatureError, match="bad signature"):
+            check_signature(decode(tampered), public)
