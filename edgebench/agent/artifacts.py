@@ -275,11 +275,13 @@ class Artifacts:
             raise Unavailable(f"a {loc.kind} location without a URL")
         request = urllib.request.Request(loc.url, headers={"Accept": "application/octet-stream"})
         if loc.token:
-            request.add_header("Authorization", f"Bearer {loc.token}")
+            # unredirected: a registry that redirects a blob to its storage must not pass the token on
+            request.add_unredirected_header("Authorization", f"Bearer {loc.token}")
         context = ssl.create_default_context(cafile=self.ca_file) if loc.url.startswith("https") else None
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpOnlyRedirects())
         deadline = time.monotonic() + self.attempt_deadline_s
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=context) as resp:  # noqa: S310
+            with opener.open(request, timeout=self.timeout_s) as resp:
                 length = resp.headers.get("Content-Length")
                 if length is not None and length.isdigit() and int(length) > limit:
                     raise Oversize(f"the server announces {length} bytes; the limit is {limit}")
@@ -297,6 +299,18 @@ class Artifacts:
                               "without access)") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
             raise _Retry(str(getattr(exc, "reason", exc))) from None
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http(s) (urllib would follow ftp too), at most 3 times."""
+
+    max_redirections = 3
+
+    def redirect_request(self, req: urllib.request.Request, fp: object, code: int, msg: str, headers: object,
+                         newurl: str) -> urllib.request.Request | None:
+        if not newurl.lower().startswith(("http://", "https://")):
+            raise Unavailable(f"the artifact's URL redirects to a {newurl.split(':', 1)[0]!r} URL; only http(s)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
 
 
 def _bounded_copy(read: Callable[[int], bytes], out: BinaryIO, limit: int, ref: ModelArtifactRef) -> int:

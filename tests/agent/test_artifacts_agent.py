@@ -236,3 +236,44 @@ def test_a_corrupt_cache_entry_is_fetched_again(served: tuple[ArtifactHTTPServer
     path.write_bytes(b"tampered")
     again = cache.ensure(ref)
     assert again.downloaded_bytes == len(data) and again.path.read_bytes() == data
+
+
+def test_redirects_only_to_http_and_without_the_token(tmp_path: Path) -> None:
+    data = b"redirected model" * 10
+    seen: dict[str, str | None] = {}
+
+    class Redirector(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/ftp":
+                self.send_response(302)
+                self.send_header("Location", "ftp://127.0.0.1/secret")
+            elif self.path == "/blob":
+                self.send_response(307)
+                self.send_header("Location", "/storage")
+            else:
+                seen["auth"] = self.headers.get("Authorization")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        cache = Artifacts(tmp_path / "cache", backoff_s=0.01)
+        with pytest.raises(Unavailable, match="redirects to a 'ftp' URL"):
+            cache.ensure(ref_for(data, f"{base}/ftp", digest="5" * 64))
+        ref = ref_for(data, f"{base}/blob").model_copy()
+        loc = ref.location.model_copy(update={"token": "secret-token", "kind": "oci"})
+        got = cache.ensure(ref.model_copy(update={"location": loc}))
+        assert got.path.read_bytes() == data and seen["auth"] is None  # the token stayed with the registry
+    finally:
+        server.shutdown()
+        server.server_close()
