@@ -277,3 +277,26 @@ def test_redirects_only_to_http_and_without_the_token(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_job_whose_model_cannot_be_fetched_fails_with_the_reason_and_starts_no_runner(tmp_path: Path) -> None:
+    from edgebench.agent.jobrun import JobRun
+    from edgebench.schemas import ErrorType, JobSpec, JobState
+
+    url = f"http://127.0.0.1:{_free_port()}/v1/artifacts/sha256/{'6' * 64}?job=j&exp=1&sig=x"
+    doc = json.loads(ref_for(b"x", url, digest="6" * 64).model_dump_json())
+    spec = JobSpec.model_validate_json(json.dumps({
+        "job_id": "j", "backend": "onnxruntime", "mode": "infer", "model_artifact": doc,
+        "workload": {"model": "user", "dataset": "artifact-input", "batch_size": 1, "epochs": 2,
+                     "optimizer": "adam", "learning_rate": 0.001}}))
+
+    class NoRunner:
+        def start(self, *args: Any) -> Any:
+            raise AssertionError("the runner must not start")
+
+    run = JobRun(spec, 1, "box", NoRunner(), tmp_path / "job", tmp_path,  # type: ignore[arg-type]
+                 fingerprint=lambda libs: None, on_progress=lambda p: None,  # type: ignore[arg-type,return-value]
+                 artifacts=Artifacts(tmp_path / "cache", attempts=2, backoff_s=0.01))
+    outcome = run.run()
+    assert outcome.state == JobState.FAILED and outcome.error_type == ErrorType.ARTIFACT
+    assert (outcome.reason or "").startswith("unavailable: m@1 from http://127.0.0.1:") and "sig=" not in outcome.reason
