@@ -95,7 +95,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{args.mb} MB to {args.agents} agents, {os.cpu_count()} CPU(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"{args.mb} MB to {args.agents} agents, {os.cpu_count()} CPU(s), {when}")
     for r in rows:
         print(json.dumps(r))
 
