@@ -32,6 +32,24 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 
 @needs_onnx
+def test_the_registry_on_both_stores(store_url: str, tmp_path: Path) -> None:
+    """Migration 5 and the registry's statements on SQLite and on a real PostgreSQL (tests/pg.py)."""
+    import sqlalchemy as sa
+
+    store = ResultStore(store_url)
+    assert store.schema_version() == max(MIGRATIONS) >= 5
+    assert "models" in sa.inspect(store.engine).get_table_names()
+    reg = ModelRegistry(store, tmp_path / "artifacts")
+    first = reg.add(make_onnx(tmp_path / "a.onnx"), "m")
+    second = reg.add(make_onnx(tmp_path / "b.onnx", classes=5), "m")
+    assert (first.version, second.version) == ("1", "2") and reg.resolve("m") == second
+    assert second.added_at is not None and second.added_at.tzinfo is not None
+    assert ResultStore(store_url).schema_version() == max(MIGRATIONS)  # a second controller: nothing to apply
+    reg.remove(f"sha256:{first.digest}")
+    assert [e.ref for e in reg.entries()] == ["m@2"]
+
+
+@needs_onnx
 def test_add_list_resolve_rm(registry: ModelRegistry, tmp_path: Path) -> None:
     model = make_onnx(tmp_path / "tiny.onnx")
     first = registry.add(model, "tiny")
@@ -59,14 +77,6 @@ def test_a_version_is_one_file(registry: ModelRegistry, tmp_path: Path) -> None:
     registry.add(make_onnx(tmp_path / "a.onnx"), "m", "v1")
     with pytest.raises(Exception, match="already a different file"):
         registry.add(make_onnx(tmp_path / "b.onnx", classes=5), "m", "v1")
-
-
-def test_migration_5_on_sqlite(tmp_path: Path) -> None:
-    store = ResultStore(f"sqlite:///{tmp_path / 's.db'}")
-    assert store.schema_version() == max(MIGRATIONS) >= 5
-    import sqlalchemy as sa
-
-    assert "models" in sa.inspect(store.engine).get_table_names()
 
 
 # -- bad input (the issue's list) -------------------------------------------------------------
