@@ -298,7 +298,10 @@ class Artifacts:
             raise Unavailable(f"HTTP {exc.code} from {_where(ref)} (an expired or altered URL, or a token "
                               "without access)") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
-            raise _Retry(str(getattr(exc, "reason", exc))) from None
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):  # a configuration error, not a passing one
+                raise Unavailable(f"{_where(ref)}: {reason}") from None
+            raise _Retry(str(reason)) from None
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):

@@ -300,3 +300,24 @@ def test_a_job_whose_model_cannot_be_fetched_fails_with_the_reason_and_starts_no
     outcome = run.run()
     assert outcome.state == JobState.FAILED and outcome.error_type == ErrorType.ARTIFACT
     assert (outcome.reason or "").startswith("unavailable: m@1 from http://127.0.0.1:") and "sig=" not in outcome.reason
+
+
+def test_https_embedded_server_verified_against_the_ca(tmp_path: Path) -> None:
+    """HTTPS (artifact_cert_file/key_file): the agent verifies the server with artifact_ca_file, and
+    refuses a server its CA did not sign."""
+    from edgebench.common.pki import init_pki
+    from edgebench.controller.artifact_delivery import tls_context
+
+    pki = init_pki(tmp_path / "pki", ["127.0.0.1"])
+    other = init_pki(tmp_path / "other-pki", ["127.0.0.1"])
+    root = tmp_path / "controller"
+    (root / "sha256").mkdir(parents=True)
+    data = b"tls model" * 100
+    with ArtifactHTTPServer(root, KEY, "127.0.0.1", 0, tls_context(pki.server_cert, pki.server_key)) as server:
+        url = publish(root, server, data).replace("http://", "https://")
+        got = Artifacts(tmp_path / "cache", ca_file=str(pki.ca_cert), backoff_s=0.01).ensure(ref_for(data, url))
+        assert got.path.read_bytes() == data
+        with pytest.raises(Unavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            # not retried: a certificate that does not verify is a configuration error
+            Artifacts(tmp_path / "cache2", ca_file=str(other.ca_cert), attempts=3, backoff_s=30).ensure(
+                ref_for(data, url))
