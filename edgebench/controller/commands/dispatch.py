@@ -124,7 +124,11 @@ def dispatch(
     jobs = build_jobs(cases, sid, lambda ref, job_id: (delivery.job_reference(ref, job_id),
                                                        delivery.registry.resolve(ref).dataset))
     # the embedded artifact server, for as long as this command waits (docs/MODELS.md)
-    serving = wait and serve_artifacts and cfg.artifact_delivery == "http" and any(j.model_artifact for j in jobs)
+    served = cfg.artifact_delivery == "http" and any(j.model_artifact for j in jobs)
+    serving = served and wait and serve_artifacts
+    if served and not serving:
+        out.warn(f"the jobs' model files are fetched from {delivery.base_url}: keep `controller models serve` "
+                 "running until the agents have them (docs/MODELS.md)")
     with FleetClient(cfg, store) as fleet, delivery.server() if serving else nullcontext():
         targets = spec.targets
         device_ids = fleet.resolve_targets(list(device or []) or targets.devices, list(tag or []) or targets.tags,
