@@ -25,7 +25,7 @@ class PlanError(ControllerUsageError, ValueError):
 
 
 # Job fields a sweep or the CLI may set besides the workload's own fields.
-JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "memory_policy", "memory_fraction",
+JOB_FIELDS = {"mode", "gpus", "precision", "data_format", "compile", "input", "memory_policy", "memory_fraction",
               "warmup_epochs", "repeats", "timeout_s", "step_timeout_s", "tags", "min_window_s", "min_batches"}
 WORKLOAD_FIELDS = {"batch_size", "epochs", "optimizer", "learning_rate", "steps_per_epoch", "samples", "synthetic"}
 # LoadGen scenario and runtime knobs (JobSpec.inference, docs/INFERENCE.md), flat in a case

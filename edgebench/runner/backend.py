@@ -32,6 +32,10 @@ keras_common.py). The timer decides how many epochs are measured, so a loop
 never counts epochs itself. ``timer_sync()`` gives the callable that waits for
 the device (None where nothing is queued).
 
+``inputs``: the values of the job's ``input`` knob the backend honours (where
+in-memory data is batched: ``host`` or ``device``); the skeleton refuses any
+other (Unsupported, field input). None on the wire is the backend's default.
+
 Class attributes used without a run: ``requirements`` (modules the probe looks
 for, with the distributions that carry their versions) and
 :meth:`probe_problems`, for runner/probe.py. Optional ``hello`` fields:
@@ -62,6 +66,8 @@ class Backend(object):
     keras_home = None
     # the window grows to the job's min_batches / min_window_s (runner/timing.py)
     extends_window = True
+    # JobSpec.input values honoured (where in-memory data is batched)
+    inputs = ("host",)
 
     def __init__(self, ctx):
         self.ctx = ctx

@@ -24,6 +24,7 @@ class RunContext(object):
         self.precision = spec.get("precision") or "fp32"
         self.data_format = spec.get("data_format")  # None: the backend's default
         self.compile = spec.get("compile")  # None: the backend's default
+        self.input = spec.get("input")  # where in-memory data is batched: host, device; None: the default
         self.memory_policy = spec.get("memory_policy") or "default"
         self.memory_fraction = spec.get("memory_fraction")
         self.warmup_epochs = int(spec.get("warmup_epochs", 1))

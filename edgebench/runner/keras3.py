@@ -3,7 +3,7 @@ KERAS_BACKEND in the runner's own environment, never ~/.keras."""
 
 import os
 
-from . import keras_common, protocol
+from . import keras_common, keras_input, protocol
 from .backend import Backend
 from .errors import Unsupported
 
@@ -99,6 +99,7 @@ class Keras3Backend(Backend):
     """Keras 3 on the framework named by ``keras_backend`` (a subclass per backend)."""
 
     keras_backend = ""
+    inputs = ("host", "device")  # device: keras_input.py
 
     @classmethod
     def probe_problems(cls, versions):
@@ -162,6 +163,15 @@ class Keras3Backend(Backend):
 
     def load(self):
         self.x, self.y, self.stream, loaded, self.loader = keras_common.load_data(self.ctx, self.data_format)
+        self.resident = None  # (dataset, steps): the device copy, made at the first repeat's fit
+        if self.ctx.input != "device":
+            self.input_desc = "host: fit slices host arrays and copies each batch"
+        elif self.stream is not None:
+            self.input_desc = "host pipeline: a streamed dataset (decode and copy overlap compute in its threads)"
+        elif self.ctx.infer:
+            self.input_desc = "host: predict_on_batch on host arrays (infer mode)"
+        else:
+            self.input_desc = None  # set when the device copy is made
         return loaded
 
     def build(self):
@@ -183,10 +193,19 @@ class Keras3Backend(Backend):
         return model
 
     def train(self, model, timer):
-        seq = None
+        seq, steps = None, None
         if self.stream is not None:
             seq = keras_common.streaming_fit_sequence(self.keras, self.ctx, self.stream)
-        return keras_common.fit(self.keras, model, timer, self.ctx, self.x, self.y, seq=seq)
+        elif self.ctx.input == "device":
+            if self.resident is None:
+                # after build(): under DataParallel the copy is sharded as the distribution lays out a batch
+                data, n, self.input_desc = keras_input.device_dataset(
+                    self.keras, self.keras_backend, self.x, self.y, self.ctx.global_batch_size,
+                    self.ctx.steps_per_epoch, distributed=self.scope is not None)
+                self.resident = (data, n)
+            seq, n = self.resident
+            steps = None if hasattr(seq, "__getitem__") else n  # an endless tf.data.Dataset
+        return keras_common.fit(self.keras, model, timer, self.ctx, self.x, self.y, seq=seq, steps=steps)
 
     def infer(self, model, timer):
         keras_common.predict(model, timer, self.ctx, self.x)
@@ -199,6 +218,7 @@ class Keras3Backend(Backend):
             "jit_compile": str(self.jit),
             "memory": self.memory_desc,
             "data": self.loader,
+            "input": self.input_desc or "",
         }
         knobs.update(self.knobs_dist)
         if self.model is not None and self.keras_backend == "jax":

@@ -67,15 +67,20 @@ def compile_model(keras, model, ctx, compile_kwargs):
     )
 
 
-def fit(keras, model, timer, ctx, x, y, use_fit_generator=False, seq=None):
+def fit(keras, model, timer, ctx, x, y, use_fit_generator=False, seq=None, steps=None):
     """Train one repeat with fit (or fit_generator); returns (final loss, final accuracy).
 
-    seq: a ready Sequence (streamed data, see streaming_sequence) used instead of x, y.
+    seq: a ready Sequence (streamed data, see streaming_sequence; device-resident
+    batches, keras_input.py) or an endless tf.data.Dataset of ``steps`` batches
+    per epoch, used instead of x, y.
     The timer's callback ends fit once the timer has measured enough epochs.
     """
     bs = ctx.global_batch_size
     callback = make_timer_callback(keras, timer)
     epochs = timer.max_epochs
+    if seq is not None and steps:  # an endless dataset: fit is told the epoch's length
+        hist = model.fit(seq, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[callback])
+        return _last_logs(hist)
     steps = ctx.steps_per_epoch
     if seq is None and steps:
         seq = cycling_sequence(keras, x, y, bs, steps)
@@ -87,6 +92,10 @@ def fit(keras, model, timer, ctx, x, y, use_fit_generator=False, seq=None):
             hist = model.fit(seq, epochs=epochs, verbose=0, callbacks=[callback])
     else:
         hist = model.fit(x, y, batch_size=bs, epochs=epochs, verbose=0, callbacks=[callback], shuffle=True)
+    return _last_logs(hist)
+
+
+def _last_logs(hist):
     history = getattr(hist, "history", {}) or {}
     loss = _last(history.get("loss"))
     acc = _last(history.get("accuracy", history.get("acc")))

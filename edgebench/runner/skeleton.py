@@ -28,6 +28,7 @@ def run(ctx, backend_cls):
         return
     if ctx.infer:
         ctx.check_measured()
+    check_input(ctx, backend)
     backend.check()
     try:
         backend.setup()
@@ -50,6 +51,13 @@ def run(ctx, backend_cls):
     backend.close()
     ctx.emitter.send(protocol.result(runs, knobs, loaded.source, ctx.global_batch_size,
                                      ctx.per_device_batch_size, devices))
+
+
+def check_input(ctx, backend):
+    """A job's ``input`` knob is honoured or refused, never ignored."""
+    if ctx.input is not None and ctx.input not in backend.inputs:
+        raise Unsupported("input %r: backend %s batches in-memory data on the %s only" % (
+            ctx.input, ctx.backend, " or ".join(backend.inputs)), field="input")
 
 
 def check_accelerators(ctx, backend):

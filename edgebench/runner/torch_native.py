@@ -110,6 +110,7 @@ class Precision(object):
 
 class TorchBackend(Backend):
     requirements = (("torch", ("torch",)),)
+    inputs = ("device",)  # in-memory data is resident on the device (torch_data.InMemory)
 
     def __init__(self, ctx):
         Backend.__init__(self, ctx)

@@ -52,6 +52,13 @@ class DataFormat(str, Enum):
     CHANNELS_LAST = "channels_last"
 
 
+class InputPlacement(str, Enum):
+    """Where in-memory and synthetic training data is batched (streamed datasets keep a host pipeline)."""
+
+    HOST = "host"  # host arrays, sliced and copied to the device every step (Keras fit on NumPy)
+    DEVICE = "device"  # placed on the device once and batched there (or a prefetch that overlaps the copy)
+
+
 class MemoryPolicy(str, Enum):
     """GPU memory allocation policy, mapped to each backend's own mechanism."""
 
@@ -103,6 +110,10 @@ class JobSpec(StrictModel):
     precision: Precision = Precision.FP32
     data_format: DataFormat | None = None  # None: the backend's default
     compile: bool | None = None  # None: the backend's default
+    input: InputPlacement | None = Field(
+        default=None, description="Where in-memory and synthetic data is batched: 'host' (NumPy, copied each "
+        "step) or 'device' (resident on the accelerator); None: the backend's default (Keras host, the native "
+        "torch and JAX runners device). Streamed datasets always keep a host pipeline.")
     memory_policy: MemoryPolicy = MemoryPolicy.DEFAULT
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
     warmup_epochs: Int = Field(default=1, ge=0, le=1000)

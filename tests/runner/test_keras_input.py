@@ -1,0 +1,101 @@
+"""The input knob (JobSpec ``input``): device-resident batches train as host batches do.
+
+Real training on the CPU, on a learnable Fashion-MNIST stand-in in the real IDX
+format (each class a bright band at its own rows), so that the loss falls from
+ln 10 = 2.30 and the two trajectories can be compared: they differ only by the
+batch order (Keras's shuffle against keras_input's permutation) and the random
+initial weights, not by what is learnt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.datasets_fixtures import write_idx
+from tests.runner.runjob import job, of_type, run_job
+
+SAMPLES = 640
+
+
+def write_learnable_fashion_mnist(root: Path, n: int = SAMPLES) -> None:
+    rng = np.random.RandomState(3)
+    labels = rng.randint(0, 10, n).astype(np.uint8)
+    images = rng.randint(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 2 + 2 * c:4 + 2 * c, :] = 255
+    base = root / "fashion_mnist"
+    write_idx(base / "train-images-idx3-ubyte.gz", images)
+    write_idx(base / "train-labels-idx1-ubyte.gz", labels)
+    write_idx(base / "t10k-images-idx3-ubyte.gz", images[:64])
+    write_idx(base / "t10k-labels-idx1-ubyte.gz", labels[:64])
+
+
+def _losses(tmp_path: Path, backend: str, input_: str | None, **extra) -> tuple[list[float], dict]:
+    root = tmp_path / "data"
+    if not root.exists():
+        write_learnable_fashion_mnist(root)
+    spec = job(backend, "mlp", "fashion_mnist", workload={"batch_size": 32, "epochs": 4, "samples": SAMPLES},
+               **extra)
+    spec["job_id"] = "t-input-%s-%s" % (backend, input_ or "default")
+    if input_ is not None:
+        spec["input"] = input_
+    rc, messages, stderr = run_job(spec, tmp_path, dataset_root=root)
+    assert rc == 0, stderr[-3000:]
+    [result] = of_type(messages, "result")
+    [run] = result["runs"]
+    assert [e["batches"] for e in run["epochs"]] == [SAMPLES // 32] * 4
+    return [e["loss"] for e in run["epochs"]], result["knobs"]
+
+
+@pytest.mark.parametrize("backend", ["keras-jax", "keras-torch"])
+def test_device_input_trains_as_host_input(tmp_path: Path, backend: str) -> None:
+    host, host_knobs = _losses(tmp_path, backend, "host")
+    device, device_knobs = _losses(tmp_path, backend, "device")
+    assert host_knobs["input"].startswith("host: fit slices host arrays")
+    assert device_knobs["input"].startswith("device-resident")
+    for losses in (host, device):
+        assert losses[0] < 2.0 and losses[-1] < 0.5 * losses[0], losses  # it learns
+    # the same trajectory within what batch order and initial weights explain
+    for h, d in zip(host, device):
+        assert abs(h - d) <= 0.1 + 0.35 * h, (host, device)
+
+
+def test_device_input_on_keras_tensorflow(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    host, _ = _losses(tmp_path, "keras-tensorflow", None)
+    device, knobs = _losses(tmp_path, "keras-tensorflow", "device")
+    assert knobs["input"].startswith("tf.data from memory")
+    for h, d in zip(host, device):
+        assert abs(h - d) <= 0.1 + 0.35 * h, (host, device)
+
+
+def test_keras_jax_data_parallel_shards_device_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23's CPU path: DataParallel over 2 virtual devices with the input sharded over them."""
+    monkeypatch.setenv("EDGEBENCH_VIRTUAL_CPU_DEVICES", "1")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    monkeypatch.setenv("XLA_FLAGS", flags.strip())
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    root = tmp_path / "data"
+    write_learnable_fashion_mnist(root)
+    spec = job("keras-jax", "mlp", "fashion_mnist", gpus=2, input="device",
+               workload={"batch_size": 16, "epochs": 4, "samples": SAMPLES})
+    rc, messages, stderr = run_job(spec, tmp_path, dataset_root=root)
+    assert rc == 0, stderr[-3000:]
+    [result] = of_type(messages, "result")
+    assert result["global_batch_size"] == 32
+    knobs = result["knobs"]
+    assert "sharded over 2 devices (320 rows each)" in knobs["input"]
+    assert knobs["variable_devices"] == "2"
+    losses = [e["loss"] for e in result["runs"][0]["epochs"]]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_input_the_backend_cannot_honour_is_refused(tmp_path: Path) -> None:
+    spec = job("torch", "mlp", "fashion_mnist", input="host", workload={"samples": 64, "synthetic": True})
+    rc, messages, _ = run_job(spec, tmp_path)
+    [err] = of_type(messages, "error")
+    assert rc == 2 and err["error_type"] == "Unsupported" and err["message"].startswith("input:"), err
