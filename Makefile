@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) "$(TORCH_SPEC)"
-	$(PIP_INSTALL) -e ".[dev,keras-jax-cpu,keras-torch,torch,docker,postgres,report,parquet,broker,inference-cpu,inference-export]" "$(TORCH_SPEC)"
+	$(PIP_INSTALL) -e ".[dev,keras-jax-cpu,jax-cpu,keras-torch,torch,docker,postgres,report,parquet,broker,inference-cpu,inference-export]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -41,7 +41,7 @@ class DockerBackend(BaseModel):
 
 BackendConfig = LocalBackend | DockerBackend
 
-DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "sleep",
+DEFAULT_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow", "torch", "jax", "sleep",
                     "onnxruntime", "openvino", "litert")  # the inference runtimes: docs/INFERENCE.md
 
 

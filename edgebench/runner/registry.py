@@ -17,6 +17,7 @@ BACKENDS = {
     "keras-torch": ("keras3", "KerasTorch"),
     "keras-tensorflow": ("keras3", "KerasTensorFlow"),
     "torch": ("torch_native", "TorchBackend"),
+    "jax": ("jax_native", "JaxBackend"),  # Flax + optax, the reference beside keras-jax
     "keras-mxnet": ("legacy", "MXNetBackend"),
     "keras-tensorflow1": ("legacy", "TensorFlow1Backend"),
     "sleep": ("sleep", "SleepBackend"),

@@ -19,6 +19,7 @@ class Backend(str, Enum):
     KERAS_TORCH = "keras-torch"
     KERAS_TENSORFLOW = "keras-tensorflow"
     TORCH = "torch"
+    JAX = "jax"  # native JAX (Flax + optax), the reference beside keras-jax
     KERAS_MXNET = "keras-mxnet"
     KERAS_TENSORFLOW1 = "keras-tensorflow1"
     SLEEP = "sleep"  # diagnostic: emits realistic events without a framework
