@@ -17,31 +17,37 @@ import time
 from typing import Any
 
 
+def _ctx(spec: dict[str, Any]) -> Any:
+    from edgebench.runner.context import RunContext
+    from edgebench.runner.protocol import NullEmitter
+
+    return RunContext(spec, os.environ.get("EDGEBENCH_DATASET_ROOT", "."), None, NullEmitter())
+
+
 def keras_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
+    """A hand-written Keras ``fit`` on the job's model and data: the same build, compile and input
+    (host NumPy arrays, or keras_input's device-resident batches for ``input: device``) as the runner,
+    with an epoch-only callback instead of the runner's timer."""
     backend = spec["backend"].split("-", 1)[1]
     os.environ["KERAS_BACKEND"] = backend
     import keras
-    import numpy as np
 
-    from edgebench.runner import keras_common
-    from edgebench.runner.datasets import load
+    from edgebench.runner import keras_common, keras_input
     from edgebench.runner.keras3 import make_sync
 
+    ctx = _ctx(spec)
     wl = spec["workload"]
     data_format = spec.get("data_format") or "channels_last"
     keras.config.set_image_data_format(data_format)
     policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[spec.get("precision", "fp32")]
     keras.mixed_precision.set_global_policy(policy)
-    x, y, _ = load(wl["dataset"], ".", True, wl.get("samples"))
-    x, y = keras_common.prepare_arrays(np, x, y, wl["batch_size"], data_format)
-    model = keras_common.build_model(keras, spec, data_format, policy != "float32")
-    from edgebench.runner import keras_models
-
-    model.compile(optimizer=keras_models.optimizer(keras, wl["optimizer"], wl["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile="auto" if spec.get("compile") is None else bool(spec["compile"]))
+    x, y, _, _, _ = keras_common.load_data(ctx, data_format)
+    model = keras_common.build_model(keras, ctx, data_format, policy != "float32")
+    keras_common.compile_model(keras, model, ctx,
+                               {"jit_compile": "auto" if spec.get("compile") is None else bool(spec["compile"])})
     sync = make_sync(backend) or (lambda: None)
     epochs: list[tuple[float, float, int]] = []
+    bs = wl["batch_size"]
 
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -49,61 +55,69 @@ def keras_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            float(logs["loss"])  # the epoch's last step has finished (an asynchronous backend)
             sync()
-            epochs.append((self.t0, time.perf_counter(), len(x)))
+            epochs.append((self.t0, time.perf_counter(), steps * bs))
 
-    model.fit(x, y, batch_size=wl["batch_size"], epochs=wl["epochs"], verbose=0, shuffle=True,
-              callbacks=[EpochTimer()])
+    if spec.get("input") == "device":
+        data, steps, _ = keras_input.device_dataset(keras, backend, x, y, bs, wl.get("steps_per_epoch"))
+        if hasattr(data, "__getitem__"):
+            model.fit(data, epochs=wl["epochs"], verbose=0, callbacks=[EpochTimer()])
+        else:
+            model.fit(data, epochs=wl["epochs"], steps_per_epoch=steps, verbose=0, callbacks=[EpochTimer()])
+    else:
+        steps = len(x) // bs
+        model.fit(x, y, batch_size=bs, epochs=wl["epochs"], verbose=0, shuffle=True, callbacks=[EpochTimer()])
     return epochs
 
 
-def torch_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
-    import torch
-    import torch.nn.functional as F
+def native_loop(spec: dict[str, Any]) -> list[tuple[float, float, int]]:
+    """The native torch / JAX backend's own model, data and step, looped by hand without the timer."""
+    from edgebench.runner.registry import backend_class
 
-    from edgebench.runner import torch_native as tn
-
-    wl = spec["workload"]
-    placement, _ = tn.placement_for(torch, spec)
-    if placement.is_cuda:
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
-    data_format = tn._data_format(spec, placement)
-    memory_format = torch.channels_last if data_format == "channels_last" else torch.contiguous_format
-    source, _, _ = tn._load_data(torch, spec, ".", placement, memory_format, False)
-    precision = tn.Precision(torch, spec.get("precision", "fp32"), placement.device)
-    model = tn._build(torch, spec, placement, memory_format)
-    opt, _ = tn.optimizer_for(torch, wl["optimizer"], [{"params": list(model.parameters())}],
-                              wl["learning_rate"], placement)
-    net = torch.compile(model) if spec.get("compile") else model
-    net.train()
-    steps = tn._steps(spec, source)
-    batches = source.batches(shuffle=True)
-    epochs = []
-    for _ in range(wl["epochs"]):
-        placement.sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            xb, yb = next(batches)
-            opt.zero_grad(set_to_none=True)
-            with precision.autocast():
-                loss = F.cross_entropy(net(xb), yb)
-            if precision.scaler is not None:
-                precision.scaler.scale(loss).backward()
-                precision.scaler.step(opt)
-                precision.scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-        placement.sync()
-        epochs.append((t0, time.perf_counter(), steps * wl["batch_size"]))
+    ctx = _ctx(spec)
+    backend = backend_class(spec["backend"])(ctx)
+    backend.setup()
+    backend.place()
+    backend.load()
+    model = backend.build()
+    epochs: list[tuple[float, float, int]] = []
+    timer = _EpochClock(backend.timer_sync() or (lambda: None), spec["workload"]["epochs"], epochs,
+                        ctx.global_batch_size)
+    backend.train(model, timer)
+    backend.close()
     return epochs
+
+
+class _EpochClock:
+    """What a native backend's train() calls on its timer, timing whole epochs only (no per-batch record)."""
+
+    def __init__(self, sync: Any, epochs: int, out: list[tuple[float, float, int]], batch_size: int) -> None:
+        self.sync, self.max_epochs, self.out, self.batch_size = sync, epochs, out, batch_size
+        self.epoch_stats: list[dict[str, Any]] = []
+        self.images = 0
+
+    def epoch_numbers(self) -> Any:
+        return iter(range(1, self.max_epochs + 1))
+
+    def epoch_begin(self, epoch: int) -> None:
+        self.sync()
+        self.images = 0
+        self.t0 = time.perf_counter()
+
+    def batch_end(self, images: int | None = None, loss: Any = None, threaded: bool = False) -> None:
+        self.images += self.batch_size if images is None else images
+
+    def epoch_end(self, loss: Any = None, accuracy: Any = None) -> None:
+        self.sync()
+        self.out.append((self.t0, time.perf_counter(), self.images))
+        self.epoch_stats.append({"loss": loss, "accuracy": accuracy})
 
 
 def main() -> None:
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
-    epochs = torch_loop(spec) if spec["backend"] == "torch" else keras_loop(spec)
+    epochs = native_loop(spec) if spec["backend"] in ("torch", "jax") else keras_loop(spec)
     measured = epochs[spec.get("warmup_epochs", 1):]
     images = sum(n for _, _, n in measured)
     print(json.dumps({
