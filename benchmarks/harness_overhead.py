@@ -44,16 +44,21 @@ def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> N
     raise SystemExit("agent did not come online")
 
 
-def run_runner(spec_path: Path, env: dict[str, str], tmp: Path) -> float:
-    """`python -m runner` on the job file, as the agent starts it but alone; its window img/s."""
+def runner_result(spec_path: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """`python -m runner` on the job file, as the agent starts it but alone; its result message."""
     out = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(spec_path),
                           "--dataset-root", str(tmp)],
                          capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
     for line in out.stdout.splitlines():
-        msg = json.loads(line)
+        msg: dict[str, Any] = json.loads(line)
         if msg.get("type") == "result":
-            return float(msg["runs"][0]["throughput"]["window_img_per_s"])
-    raise SystemExit(f"the runner gave no result: {out.stderr[-2000:]}")
+            return msg
+    raise SystemExit(f"the runner gave no result: {out.stdout[-1000:]} {out.stderr[-2000:]}")
+
+
+def run_runner(spec_path: Path, env: dict[str, str], tmp: Path) -> float:
+    """The runner alone on the job file: its window img/s."""
+    return float(runner_result(spec_path, env, tmp)["runs"][0]["throughput"]["window_img_per_s"])
 
 
 ARMS = ("agent", "runner", "bare")
@@ -89,6 +94,78 @@ def run_bare(spec_path: Path, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def runner_env() -> dict[str, str]:
+    """This environment with the repository on PYTHONPATH (what every arm runs under)."""
+    return {**os.environ, "PYTHONPATH": f"{os.environ.get('PYTHONPATH', '')}{os.pathsep}{REPO}"}
+
+
+def bare_env(env: dict[str, str], gpus: int, gpu_index: int | None) -> dict[str, str]:
+    """The bare arms see what the agent gives its runner: no GPU for a CPU job, else the pinned one."""
+    out = dict(env)
+    if gpus == 0:
+        out.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    elif gpu_index is not None:
+        out.update(CUDA_VISIBLE_DEVICES=str(gpu_index), CUDA_DEVICE_ORDER="PCI_BUS_ID")
+    return out
+
+
+class AgentFleet:
+    """An embedded broker (or the one given), one real agent ``bench`` and a controller's FleetClient.
+
+    ``run(job)`` dispatches a job through the whole path (controller -> broker -> agent -> runner, with the
+    agent's telemetry sampler on) and returns its img/s as the store recorded it.
+    """
+
+    def __init__(self, tmp: Path, backends: list[str], gpu_index: int | None = None,
+                 broker_url: str | None = None) -> None:
+        self.tmp, self.backends, self.gpu_index, self.broker_url = tmp, backends, gpu_index, broker_url
+        self.broker: EmbeddedBroker | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> AgentFleet:
+        tmp = self.tmp
+        self.broker = None if self.broker_url else EmbeddedBroker().start()
+        url = self.broker_url or (self.broker.url if self.broker else "")
+        agent_yaml: dict[str, object] = {"device_id": "bench"}
+        if self.gpu_index is not None:
+            agent_yaml["gpu_indices"] = [self.gpu_index]
+        if os.environ.get("PYTHONPATH"):
+            # The executor hands a runner only the backend's own PYTHONPATH: packages
+            # carried on this one (wheels unpacked on a GPU machine) must be named there.
+            agent_yaml["backends"] = {b: {"env": {"PYTHONPATH": os.environ["PYTHONPATH"]}} for b in self.backends}
+        agent_cfg = tmp / "agent.yaml"
+        agent_cfg.write_text(json.dumps(agent_yaml))  # JSON is YAML
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "edgebench.agent.cli", "run", "--config", str(agent_cfg), "--broker", url,
+             "--fleet", "overhead", "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
+            stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=runner_env(), cwd=str(REPO))
+        cfg = ControllerConfig(broker_url=url, fleet="overhead", store_url=f"sqlite:///{tmp / 'r.db'}")
+        self.store = ResultStore(cfg.store_url)
+        self.fleet = FleetClient(cfg, self.store)
+        self.fleet.__enter__()
+        wait_online(self.fleet, "bench")
+        return self
+
+    def run(self, job: JobSpec, timeout_s: float = 3600) -> float:
+        self.fleet.dispatch([Dispatched("bench", job)])
+        if self.fleet.wait({(job.job_id, "bench")}, timeout_s):
+            raise SystemExit("agent job did not finish")
+        [row] = self.store.results(job_id=job.job_id)
+        if row.outcome != "OK" or not row.img_per_s:
+            raise SystemExit(f"agent job failed: {row.reason}")
+        return float(row.img_per_s)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.fleet.__exit__(None, None, None)
+        finally:
+            if self.agent is not None:
+                self.agent.terminate()
+                self.agent.wait(30)
+            if self.broker:
+                self.broker.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", required=True)
@@ -119,63 +196,29 @@ def main() -> None:
     if args.min_batches is not None:
         case["min_batches"] = args.min_batches
     tmp = Path(tempfile.mkdtemp(prefix="overhead-"))
-    broker = None if args.broker else EmbeddedBroker().start()
-    url = args.broker or (broker.url if broker else "")
-    env = {**os.environ, "PYTHONPATH": f"{os.environ.get('PYTHONPATH', '')}{os.pathsep}{REPO}"}
-    agent_cfg = tmp / "agent.yaml"
-    agent_yaml: dict[str, object] = {"device_id": "bench"}
-    if args.gpu_index is not None:
-        agent_yaml["gpu_indices"] = [args.gpu_index]
-    if os.environ.get("PYTHONPATH"):
-        # The executor hands a runner only the backend's own PYTHONPATH: packages
-        # carried on this one (wheels unpacked on a GPU machine) must be named there.
-        agent_yaml["backends"] = {args.backend: {"env": {"PYTHONPATH": os.environ["PYTHONPATH"]}}}
-    agent_cfg.write_text(json.dumps(agent_yaml))  # JSON is YAML
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "edgebench.agent.cli", "run", "--config", str(agent_cfg), "--broker", url,
-         "--fleet", "overhead", "--state-dir", str(tmp / "agent"), "--log-level", "WARNING"],
-        stdout=(tmp / "agent.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+    env = runner_env()
     agent_rates: list[float] = []
     bare_rates: list[float] = []
     bare_epochs_only: list[float] = []  # the bare loop without the framework's between-epoch work
     runner_rates: list[float] = []
-    try:
-        cfg = ControllerConfig(broker_url=url, fleet="overhead", store_url=f"sqlite:///{tmp / 'r.db'}")
-        store = ResultStore(cfg.store_url)
-        with FleetClient(cfg, store) as fleet:
-            wait_online(fleet, "bench")
-            for rnd in range(args.rounds):
-                jobs = round_jobs(case, rnd)
-                for which in round_order(rnd, args.with_runner):
-                    job = jobs[which]
-                    if which == "agent":
-                        fleet.dispatch([Dispatched("bench", job)])
-                        if fleet.wait({(job.job_id, "bench")}, 3600):
-                            raise SystemExit("agent job did not finish")
-                        [row] = store.results(job_id=job.job_id)
-                        if row.outcome != "OK" or not row.img_per_s:
-                            raise SystemExit(f"agent job failed: {row.reason}")
-                        agent_rates.append(row.img_per_s)
+    with AgentFleet(tmp, [args.backend], args.gpu_index, args.broker) as fleet:
+        for rnd in range(args.rounds):
+            jobs = round_jobs(case, rnd)
+            for which in round_order(rnd, args.with_runner):
+                job = jobs[which]
+                if which == "agent":
+                    agent_rates.append(fleet.run(job))
+                else:
+                    spec_path = write_job_file(job, tmp)
+                    local_env = bare_env(env, args.gpus, args.gpu_index)
+                    if which == "runner":
+                        runner_rates.append(run_runner(spec_path, local_env, tmp))
                     else:
-                        spec_path = write_job_file(job, tmp)
-                        bare_env = dict(env)
-                        if args.gpus == 0:
-                            bare_env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
-                        elif args.gpu_index is not None:
-                            bare_env.update(CUDA_VISIBLE_DEVICES=str(args.gpu_index), CUDA_DEVICE_ORDER="PCI_BUS_ID")
-                        if which == "runner":
-                            runner_rates.append(run_runner(spec_path, bare_env, tmp))
-                        else:
-                            bare = run_bare(spec_path, bare_env)
-                            bare_rates.append(bare["window_img_per_s"])
-                            bare_epochs_only.append(bare["epochs_only_img_per_s"])
-                    last = {"agent": agent_rates, "bare": bare_rates, "runner": runner_rates}[which][-1]
-                    print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
-    finally:
-        agent.terminate()
-        agent.wait(30)
-        if broker:
-            broker.stop()
+                        bare = run_bare(spec_path, local_env)
+                        bare_rates.append(bare["window_img_per_s"])
+                        bare_epochs_only.append(bare["epochs_only_img_per_s"])
+                last = {"agent": agent_rates, "bare": bare_rates, "runner": runner_rates}[which][-1]
+                print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
     ratio = statistics.median(agent_rates) / statistics.median(bare_rates)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

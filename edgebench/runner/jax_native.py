@@ -27,7 +27,7 @@ from . import datasets, jax_models, protocol
 from .backend import Backend, Loaded
 from .catalogue import DATASETS
 from .errors import Unsupported
-from .keras3 import configure_memory
+from .keras3 import configure_memory, one_device_data_parallel
 
 SEED = 0
 
@@ -138,7 +138,7 @@ class JaxBackend(Backend):
 
     def place(self):
         jax, ctx = self.jax, self.ctx
-        if ctx.gpus > 1:
+        if ctx.gpus > 1 or (ctx.gpus == 1 and one_device_data_parallel()):
             self.devices = jax.devices(self.device_kind())[:ctx.gpus]
             self.mesh = jax.sharding.Mesh(self.devices, ("batch",))
             ctx.replicas = len(self.devices)

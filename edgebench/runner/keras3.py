@@ -63,6 +63,12 @@ def apply_memory_after_import(backend, ctx):
                         gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(total * frac / 2**20))])
 
 
+def one_device_data_parallel():
+    """EDGEBENCH_DATA_PARALLEL_ONE=1: a gpus=1 job runs the data-parallel code path on its one device
+    (the 1-GPU point of a scaling table measured the way the 2- and 4-GPU points are)."""
+    return os.environ.get("EDGEBENCH_DATA_PARALLEL_ONE") == "1"
+
+
 def make_sync(backend):
     if backend == "torch":
         import torch
@@ -144,7 +150,8 @@ class Keras3Backend(Backend):
     def place(self):
         """Data parallelism with each backend's own mechanism (JAX DataParallel, TF MirroredStrategy)."""
         ctx = self.ctx
-        if ctx.gpus <= 1:
+        one = ctx.gpus == 1 and one_device_data_parallel() and self.keras_backend in ("jax", "tensorflow")
+        if ctx.gpus <= 1 and not one:
             return
         keras, kind, gpus = self.keras, self.device_kind(), ctx.gpus
         if self.keras_backend == "jax":
