@@ -12,7 +12,7 @@ Every phase after the first is skipped, and says so, when the time left cannot h
 the environment (the defaults are the H200 case; the CPU dry run shrinks them):
 
     EB_WORKLOAD=imagenet-resnet50 EB_BATCH=256 EB_SAMPLES=2560 EB_EPOCHS=11 EB_ROUNDS=3 EB_PRECISION=bf16
-    EB_GPUS=1 EB_BUDGET_S=420 EB_PHASE_S=60 (a single run's allowance) EB_TORCH=1
+    EB_GPUS=1 EB_BUDGET_S=430 EB_PHASE_S=60 (a single run's allowance) EB_TORCH=1
 
 Writes $OUT/keras_fidelity.json and $OUT/keras_fidelity.md.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -42,11 +43,13 @@ def env_int(name: str, default: int) -> int:
 
 
 def main() -> None:
+    # `timeout` ends this with SIGTERM: unwind, so that the agent and any runner are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     t_start = time.monotonic()
     out = Path(os.environ.get("OUT", "/tmp/edgebench-out"))
     out.mkdir(parents=True, exist_ok=True)
     gpus = env_int("EB_GPUS", 1)
-    budget_s = env_int("EB_BUDGET_S", 420)
+    budget_s = env_int("EB_BUDGET_S", 430)
     phase_s = env_int("EB_PHASE_S", 60)
     rounds = env_int("EB_ROUNDS", 3)
     case: dict[str, Any] = {
@@ -74,6 +77,7 @@ def main() -> None:
         report["arms"] = {a: {"img_per_s": v, "median": statistics.median(v) if v else None}
                           for a, v in rates.items()}
         (out / "keras_fidelity.json").write_text(json.dumps(report, indent=2))
+        (out / "keras_fidelity.md").write_text(markdown(report))
 
     with ho.AgentFleet(tmp, ["keras-jax", "jax", "torch"], gpu_index) as fleet:
         for rnd in range(rounds):
@@ -84,7 +88,9 @@ def main() -> None:
             jobs = {i: ho.round_jobs(dict(case, input=i), rnd) for i in ("device", "host")}
             for arm in order:
                 where, input_ = arm.split("-")
-                job = jobs[input_]["agent" if where == "agent" else "bare"]
+                # a job id per arm and input: the agent answers a repeated id with the stored result
+                job = jobs[input_]["agent" if where == "agent" else "bare"].model_copy(
+                    update={"job_id": f"fidelity-{rnd}-{arm}"})
                 if where == "agent":
                     rate = fleet.run(job, timeout_s=900)
                 else:
@@ -93,14 +99,17 @@ def main() -> None:
                 print(f"round {rnd + 1} {arm:12s} {rate:10.1f} img/s ({left():.0f} s left)", flush=True)
                 save()
 
+    one = {"EDGEBENCH_DATA_PARALLEL_ONE": "1"}
+    if not gpus:  # the CPU dry run: the data-parallel path over one virtual CPU device
+        one["EDGEBENCH_VIRTUAL_CPU_DEVICES"] = "1"
     singles: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         ("jax-native", dict(case, backend="jax", input="device"), {}),
-        ("keras-jax-dataparallel-1", dict(case, input="device"), {"EDGEBENCH_DATA_PARALLEL_ONE": "1"}),
-        ("jax-native-mesh-1", dict(case, backend="jax", input="device"), {"EDGEBENCH_DATA_PARALLEL_ONE": "1"}),
+        ("keras-jax-dataparallel-1", dict(case, input="device", gpus=max(gpus, 1)), one),
     ]
     if os.environ.get("EB_TORCH", "1") == "1":
         singles.append(("torch-compiled", dict(case, backend="torch", compile=True, data_format="channels_last",
                                                 input=None), {}))
+    singles.append(("jax-native-mesh-1", dict(case, backend="jax", input="device", gpus=max(gpus, 1)), one))
     for name, single, extra in singles:
         allowance = phase_s * (2 if name == "torch-compiled" else 1)
         if left() < allowance:
@@ -123,7 +132,6 @@ def main() -> None:
               f"({left():.0f} s left)", flush=True)
         save()
     save()
-    (out / "keras_fidelity.md").write_text(markdown(report))
     print(markdown(report))
 
 

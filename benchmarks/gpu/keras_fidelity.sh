@@ -32,7 +32,7 @@ fi
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } >"$OUT/gpu.txt" 2>&1
 $PY -c "import sys, keras, jax; print(sys.version.split()[0], 'keras', keras.__version__, 'jax', jax.__version__, jax.devices())" \
   2>&1 | tee "$OUT/versions.txt"
-timeout "${EB_TIMEOUT_S:-470}" $PY benchmarks/gpu/keras_fidelity.py 2>&1 | tee "$OUT/keras_fidelity.log"
+timeout "${EB_TIMEOUT_S:-455}" $PY benchmarks/gpu/keras_fidelity.py 2>&1 | tee "$OUT/keras_fidelity.log"
 rc=${PIPESTATUS[0]}
 cp /tmp/fidelity-*/agent.log "$OUT/" 2>/dev/null
 exit "$rc"
