@@ -96,7 +96,8 @@ def test_flax_models_match_keras_layer_for_layer(model: str, dataset: str) -> No
     if keras.backend.backend() != "jax":
         pytest.skip("Keras was imported on another backend in this process")
     info = DATASETS[dataset]
-    h, w, c = info["shape"]
+    shape: tuple[int, int, int] = info["shape"]  # type: ignore[assignment]
+    h, w, c = shape
     flax_model = jax_models.build(model, info["classes"], jnp.float32)
     shapes = jax.eval_shape(lambda: flax_model.init(jax.random.PRNGKey(0), jnp.zeros((1, h, w, c)), train=False))
     flax_shapes = sorted(tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
