@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edgebench.schemas import Backend, Envelope, JobSpec, MemoryPolicy, Workload
+from edgebench.schemas import Backend, Envelope, InputPlacement, JobSpec, MemoryPolicy, Workload
 from edgebench.schemas.envelope import DecodeError, decode, encode
 from edgebench.schemas.export import render
 
@@ -51,6 +51,14 @@ def test_warmup_must_leave_a_measured_epoch() -> None:
 def test_memory_fraction_required_with_fraction_policy() -> None:
     with pytest.raises(ValidationError, match="memory_fraction"):
         _job(memory_policy=MemoryPolicy.FRACTION)
+
+
+def test_input_knob_is_host_device_or_absent() -> None:
+    assert _job().input is None  # the backend's default; older jobs carry no field
+    wire = _job().model_dump(mode="json")
+    assert JobSpec.model_validate_json(json.dumps({**wire, "input": "device"})).input is InputPlacement.DEVICE
+    with pytest.raises(ValidationError, match="input"):
+        JobSpec.model_validate_json(json.dumps({**wire, "input": "gpu"}))
 
 
 def test_oversized_payload_rejected_before_parsing() -> None:
