@@ -99,3 +99,48 @@ def test_input_the_backend_cannot_honour_is_refused(tmp_path: Path) -> None:
     rc, messages, _ = run_job(spec, tmp_path)
     [err] = of_type(messages, "error")
     assert rc == 2 and err["error_type"] == "Unsupported" and err["message"].startswith("input:"), err
+
+
+_NO_RECOMPILE = r'''
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+sys.path.insert(0, sys.argv[1])
+import numpy as np, jax, keras
+from jax import monitoring
+from runner import keras_input
+
+compiles = []
+monitoring.register_event_duration_secs_listener(
+    lambda event, secs, **kw: compiles.append(epoch[0]) if event == "/jax/core/compile/backend_compile_duration" else None)
+epoch = [-1]
+
+class Mark(keras.callbacks.Callback):
+    def on_epoch_begin(self, e, logs=None):
+        epoch[0] = e
+
+x = np.random.RandomState(0).rand(64, 8, 8, 1).astype("float32")
+y = np.random.RandomState(1).randint(0, 10, 64).astype("int32")
+model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+data, steps, _ = keras_input.device_dataset(keras, "jax", x, y, 16, None)
+model.fit(data, epochs=3, steps_per_epoch=steps, verbose=0, callbacks=[Mark()])
+print(json.dumps(compiles))
+'''
+
+
+def test_device_input_compiles_nothing_after_the_first_epoch(tmp_path: Path) -> None:
+    """Committed device batches once made Keras-JAX compile its train step again in the first measured epoch
+    (half the host input's img/s on an H200): every compile must happen in the warm-up epoch."""
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    import json
+    import subprocess
+    import sys
+
+    from tests.runner.runjob import runner_home
+
+    proc = subprocess.run([sys.executable, "-c", _NO_RECOMPILE, str(runner_home())], capture_output=True,
+                          text=True, timeout=300, check=False, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epochs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert epochs and all(e <= 0 for e in epochs), epochs
