@@ -110,9 +110,15 @@ from jax import monitoring
 from runner import keras_input
 
 compiles = []
-monitoring.register_event_duration_secs_listener(
-    lambda event, secs, **kw: compiles.append(epoch[0]) if event == "/jax/core/compile/backend_compile_duration" else None)
 epoch = [-1]
+
+
+def listen(event, secs, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+        compiles.append(epoch[0])
+
+
+monitoring.register_event_duration_secs_listener(listen)
 
 class Mark(keras.callbacks.Callback):
     def on_epoch_begin(self, e, logs=None):
@@ -129,8 +135,8 @@ print(json.dumps(compiles))
 
 
 def test_device_input_compiles_nothing_after_the_first_epoch(tmp_path: Path) -> None:
-    """Committed device batches once made Keras-JAX compile its train step again in the first measured epoch
-    (half the host input's img/s on an H200): every compile must happen in the warm-up epoch."""
+    """Committed device batches once made Keras-JAX compile its train step again in the first measured
+    epoch (half the host input's img/s on an H200): every compile must happen in the warm-up epoch."""
     pytest.importorskip("keras")
     pytest.importorskip("jax")
     import json
