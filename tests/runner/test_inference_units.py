@@ -96,6 +96,26 @@ def test_unmet_minimum_is_invalid_not_a_number(tmp_path: Path) -> None:
     assert not s.valid and s.min_queries_met is False
 
 
+def test_a_warm_up_slower_than_the_run_is_recalibrated_once(tmp_path: Path) -> None:
+    # a loaded box: the warm-up saw 10 x less than the run gets; LoadGen runs out of its queries
+    # (INVALID, min duration not met), the second run takes its hints from the first
+    s, _ = _run(tmp_path, "offline", {"min_duration_ms": 200}, hints={"latency_s": 0.005, "samples_per_s": 800})
+    assert s.valid and s.duration_s >= 0.2, s.invalid_reason
+    assert "first run INVALID" in s.effective["edgebench_recalibrated"]
+    assert float(s.effective["target_qps"]) > 800 * 1.5
+    s, _ = _run(tmp_path, "single-stream", {"min_duration_ms": 300}, hints={"latency_s": 0.02})
+    assert s.valid and s.duration_s >= 0.3, s.invalid_reason
+    assert "edgebench_recalibrated" in s.effective
+
+
+def test_recalibration_leaves_a_good_or_a_bounded_run_alone(tmp_path: Path) -> None:
+    s, _ = _run(tmp_path, "offline", {"min_duration_ms": 200})
+    assert s.valid and "edgebench_recalibrated" not in s.effective
+    # the job's own limits make the verdict: INVALID stays INVALID, not retried
+    s, _ = _run(tmp_path, "offline", {"min_duration_ms": 200, "max_duration_ms": 150}, hints={"samples_per_s": 800})
+    assert "edgebench_recalibrated" not in s.effective
+
+
 def test_a_runtime_error_invalidates_the_run(tmp_path: Path) -> None:
     s, _ = _run(tmp_path, "single-stream", {"min_duration_ms": 100}, SleepRuntime(fail_after=5))
     assert not s.valid and "device lost" in s.invalid_reason

@@ -12,10 +12,11 @@ Settings, in order (the result's ``loadgen.effective`` shows what LoadGen used):
    percentiles and query minimums but shortens the minimum duration to
    QUICK_MIN_DURATION_MS (docs/INFERENCE.md);
 2. LoadGen's own pre-generation hints, which MLPerf submitters write in user.conf and
-   edgebench takes from the warm-up: expected SingleStream/MultiStream latency at half the
-   warm-up's median (LoadGen runs out of pre-generated queries, and calls the run INVALID,
-   when the real latency beats its expectation), Offline's expected QPS at 1.5 x the warm-up
-   rate (its one query then lasts at least the minimum duration);
+   edgebench takes from the warm-up (run.loadgen_hints): expected SingleStream/MultiStream
+   latency at half the warm-up's fastest call (LoadGen runs out of pre-generated queries, and
+   calls the run INVALID, when the real latency beats its expectation), Offline's expected QPS
+   at 1.5 x the warm-up's fastest rate (its one query then lasts at least the minimum
+   duration); when the timed run still beats them, one recalibrated re-run (``run``);
 3. what the job asks: target QPS and latency bound, durations, query counts.
 """
 
@@ -68,11 +69,11 @@ def build_settings(lg, model, scenario, inference, hints):
     if latency_s:
         s.single_stream_expected_latency_ns = max(1000, int(latency_s * 0.5e9))
         s.multi_stream_expected_latency_ns = max(1000, int(hints.get("multi_latency_s", latency_s) * 0.5e9))
-        notes["expected_latency_hint"] = "half the warm-up median (%.3f ms)" % (latency_s * 1e3)
+        notes["expected_latency_hint"] = "half the warm-up's fastest call (%.3f ms)" % (latency_s * 1e3)
     rate = hints.get("samples_per_s")
     if rate:
         s.offline_expected_qps = rate * 1.5
-        notes["offline_expected_qps_hint"] = "1.5 x the warm-up rate (%.1f samples/s)" % rate
+        notes["offline_expected_qps_hint"] = "1.5 x the warm-up's fastest rate (%.1f samples/s)" % rate
     if name == "MultiStream":
         s.multi_stream_samples_per_query = int(inference.get("samples_per_query") or 8)
     if inference.get("target_qps"):
@@ -181,7 +182,56 @@ class SystemUnderTest(object):
 
 
 def run(runtime, samples, model, scenario, inference, batch_size, outdir, hints, on_begin=None, on_end=None):
-    """One LoadGen test. Returns (summary dict for LoadGenSummary, sut errors)."""
+    """One LoadGen test, recalibrated once when needed. Returns the summary dict for LoadGenSummary.
+
+    LoadGen pre-generates its queries from the expected latency / QPS hints; a box faster in
+    the timed run than in the warm-up (a loaded 2-core CI machine: the warm-up's rate was seen
+    2-3 x below the run's) runs out of queries before the minimum duration, and LoadGen calls
+    the run INVALID. Then, and only when the job set no limits of its own, the test runs once
+    more with the hints taken from LoadGen's own first run, as a submitter corrects user.conf;
+    the summary says so (``edgebench_recalibrated``). A run that misses its query minimum is
+    never retried: it is INVALID by the job's own settings."""
+    summary = _run_once(runtime, samples, model, scenario, inference, batch_size, outdir, hints, on_begin, on_end)
+    better = recalibrated_hints(summary, inference, hints)
+    if better is None:
+        return summary
+    first = summary
+    summary = _run_once(runtime, samples, model, scenario, inference, batch_size, outdir + "-recalibrated",
+                        better, on_begin, on_end)
+    summary["effective"]["edgebench_recalibrated"] = (
+        "first run INVALID (%s, %d samples in %.3f s): hints from it" % (
+            first["invalid_reason"][:120] or "min duration not met", first["sample_count"], first["duration_s"]))
+    return summary
+
+
+def recalibrated_hints(summary, inference, hints):
+    """Hints for a second run when the first one ran out of pre-generated queries, else None."""
+    if summary["valid"] or summary["min_duration_met"] is not False or summary["min_queries_met"] is False:
+        return None
+    if any(inference.get(k) for k in ("max_duration_ms", "max_query_count", "target_qps", "min_query_count")):
+        return None
+    sut_failed = any(e.startswith("SUT: ") for e in summary["errors"])
+    if summary["scenario"] not in ("SingleStream", "MultiStream", "Offline") or sut_failed:
+        return None
+    better = dict(hints)
+    lat = summary["latency_ns"]
+    if summary["scenario"] == "Offline":
+        rate = summary["sample_count"] / summary["duration_s"] if summary["duration_s"] > 0 else None
+        if not rate:
+            return None
+        # harness.build_settings multiplies by 1.5 again: 3 x the rate LoadGen measured in all
+        better["samples_per_s"] = 2.0 * max(rate, hints.get("samples_per_s") or 0.0)
+    else:
+        fastest_s = lat.get("min", 0.0) / 1e9
+        if fastest_s <= 0:
+            return None
+        # build_settings halves it: a quarter of the fastest query LoadGen saw
+        key = "multi_latency_s" if summary["scenario"] == "MultiStream" else "latency_s"
+        better[key] = 0.5 * min(fastest_s, hints.get(key) or fastest_s)
+    return better
+
+
+def _run_once(runtime, samples, model, scenario, inference, batch_size, outdir, hints, on_begin, on_end):
     lg = loadgen()
     settings, notes = build_settings(lg, model, scenario, inference, hints)
     if not os.path.isdir(outdir):
