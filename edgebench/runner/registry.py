@@ -28,7 +28,8 @@ BACKENDS = {
     "tensorrt": ("inference.backend", "TensorRtBackend"),
 }
 # A framework job that carries LoadGen settings (JobSpec.inference) runs under the harness.
-LOADGEN = {"torch": ("inference.backend", "TorchLoadGenBackend")}
+LOADGEN = {"torch": ("inference.backend", "TorchLoadGenBackend"),
+           "keras-jax": ("inference.backend", "KerasJaxLoadGenBackend")}
 
 
 def backend_class(name, spec=None):

@@ -130,6 +130,32 @@ class TorchLoadGenBackend(LoadGenBackend):
         return torch_accelerators()
 
 
+class KerasJaxLoadGenBackend(LoadGenBackend):
+    """Keras 3 on JAX under LoadGen (inference/keras_jax.py): a keras-jax job that carries
+    inference settings, answered by the model's jitted stateless_call."""
+
+    runtime = "keras-jax"
+    requirements = (("keras", ("keras",)), ("jax", ("jax",)), LOADGEN)
+
+    @classmethod
+    def providers(cls):
+        import os
+
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        import jax
+
+        return sorted({d.platform for d in jax.devices()})
+
+    def accelerators(self):
+        import os
+
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before jax's client exists
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        return len(gpus), "jax %s sees %d GPU(s)" % (jax.__version__, len(gpus))
+
+
 def _is_gpu(provider):
     name = provider.lower()
     return any(word in name for word in ("cuda", "tensorrt", "gpu", "rocm", "migraphx"))

@@ -27,10 +27,11 @@ OV_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
 def artifact_request(runtime, precision):
-    """(format, precision of the file) that runtime needs for a job's precision; None for torch."""
-    if runtime == "torch":
+    """(format, precision of the file) that runtime needs for a job's precision; None for the
+    frameworks (torch, Keras on JAX), which build the catalogue's model themselves."""
+    if runtime in ("torch", "keras-jax"):
         if precision == "int8":
-            raise Unsupported("torch inference runs fp32, bf16 or fp16 (autocast); int8 is for the runtimes")
+            raise Unsupported("%s inference runs fp32, bf16 or fp16; int8 is for the runtimes" % runtime)
         return None
     if runtime == "onnxruntime":
         if precision == "bf16":
@@ -64,6 +65,11 @@ class Runtime(object):
 
     def load(self, batch_sizes):
         """Build or compile for the batch sizes the scenario will send (others still work)."""
+
+    def stage(self, samples):
+        """The query samples where this runtime reads them (before timing, as MLPerf's QSL loads
+        them); the SUT indexes what this returns. Default: the host array itself."""
+        return samples
 
     def predict(self, x):
         raise NotImplementedError
@@ -418,8 +424,24 @@ class TorchModule(Runtime):
         self.net = torch.compile(self.module, mode=self.mode) if self.mode else self.module
         dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
         self.dtype = dtypes.get(self.precision)
+        self.resident = False
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            if len(info["shape"]) == 3 and info["shape"][0] > 1:
+                # convolutions in NHWC on tensor cores (the cuDNN fast path for bf16/fp16 convnets)
+                self.module = self.module.to(memory_format=torch.channels_last)
+                if not self.mode:
+                    self.net = self.module
+
+    def stage(self, samples):
+        """On CUDA the samples live in device memory: a host batch of ResNet-50 images (bs 256,
+        256x256x3 fp32: 200 MB) takes longer to copy from pageable memory than the H200 takes to
+        run it. MLPerf's QSL may load its samples anywhere before the timed run; edgebench says so
+        in the knobs (``samples``)."""
+        if self.device.type != "cuda":
+            return samples
+        self.resident = True
+        return self.torch.from_numpy(samples).to(self.device)
 
     def reference(self, inputs):
         """Eager fp32 outputs of the same weights on the CPU."""
@@ -435,7 +457,9 @@ class TorchModule(Runtime):
     def predict(self, x):
         torch = self.torch
         with torch.inference_mode():
-            xt = torch.from_numpy(x).to(self.device, non_blocking=True)
+            xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x).to(self.device, non_blocking=True)
+            if self.resident and xt.dim() == 4:
+                xt = xt.contiguous(memory_format=torch.channels_last)  # ~50 us for 200 MB on an H200
             if self.dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.dtype):
                     out = self.net(xt)
@@ -448,7 +472,8 @@ class TorchModule(Runtime):
     def knobs(self):
         return {"device": str(self.device), "compile": "torch.compile(mode=%s)" % self.mode if self.mode else "eager",
                 "precision": "autocast %s" % self.dtype if self.dtype is not None else "fp32 (no autocast)",
-                "torch_threads": str(self.torch.get_num_threads())}
+                "torch_threads": str(self.torch.get_num_threads()),
+                "samples": "resident on %s before timing" % self.device if self.resident else "host memory"}
 
     def provider(self):
         return str(self.device)
@@ -488,4 +513,8 @@ def make(runtime, settings, precision, artifact, gpus=0, model=None, dataset=Non
         return TensorRt(settings, precision, artifact, gpus)
     if runtime == "torch":
         return TorchModule(settings, precision, artifact, gpus, model, dataset)
+    if runtime == "keras-jax":
+        from .keras_jax import KerasJax
+
+        return KerasJax(settings, precision, artifact, gpus, model, dataset)
     raise Unsupported("no inference runtime %r" % runtime)
