@@ -1,8 +1,9 @@
 """Inference views of stored results (docs/INFERENCE.md): format-neutral rows and tables
 that the report's renderers can take, plus a plain Markdown rendering.
 
-- :func:`rows`: one row per LoadGen run, device x runtime x precision x model x scenario,
-  with LoadGen's percentiles, its verdict, equivalence and energy per inference;
+- :func:`rows`: one row per LoadGen run, device x runtime x configuration x precision x model
+  x scenario, with LoadGen's percentiles, its verdict, equivalence and energy per inference;
+  :func:`latest` keeps the newest run of each;
 - :func:`best_per_device`: the fastest runtime per (device, model, scenario) among runs that
   are VALID *and* pass equivalence ("fast but wrong never wins"), with the losers' reasons;
 - :func:`fleet`: like with like across devices: same model, scenario, precision and rules;
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from edgebench.controller.cells import workload_label
 from edgebench.schemas import Result
 
 PCTS = ("p50", "p90", "p95", "p99", "p99.9")
@@ -43,6 +46,20 @@ class InferenceRow:
     mj_per_inference: float | None
     energy_scope: str
     model_sha256: str
+    dataset: str = ""
+    batch_size: int = 1
+    variant: str = ""  # what else tells runs of one runtime apart: "torch.compile reduce-overhead", "EP cuda"
+    rules_detail: str = ""  # the LoadGen minimums in force: "min 2000 ms, ≥ 100 queries"
+    finished_at: datetime | None = None
+
+    @property
+    def workload(self) -> str:
+        return workload_label(self.model, self.dataset)
+
+    @property
+    def label(self) -> str:
+        """The runtime as a comparison names it: "torch · compile reduce-overhead · bf16"."""
+        return " · ".join(p for p in (self.runtime, self.variant, self.precision) if p)
 
     @property
     def rankable(self) -> bool:
@@ -76,8 +93,47 @@ def rows(results: Iterable[Result]) -> list[InferenceRow]:
                 equivalent=inf.equivalence.passed, equivalence_detail=inf.equivalence.detail,
                 max_rel_err=inf.equivalence.max_rel_err, headline_name=name, headline=value,
                 latency_ms={k: v / 1e6 for k, v in lg.latency_ns.items()}, samples_per_s=lg.samples_per_s,
-                mj_per_inference=mj, energy_scope=scope, model_sha256=inf.model.sha256))
+                mj_per_inference=mj, energy_scope=scope, model_sha256=inf.model.sha256,
+                dataset=res.workload.dataset, batch_size=res.workload.batch_size, variant=_variant(res),
+                rules_detail=_rules_detail(lg.effective),
+                finished_at=res.finished_at))
     return out
+
+
+def _rules_detail(effective: dict[str, str]) -> str:
+    """The minimums LoadGen ran under (a job may override the rules' own): part of what a run is."""
+    parts = []
+    if effective.get("min_duration_ms"):
+        parts.append(f"min {effective['min_duration_ms']} ms")
+    if effective.get("min_query_count"):
+        parts.append(f"≥ {effective['min_query_count']} queries")
+    if effective.get("max_duration_ms", "0") != "0":
+        parts.append(f"max {effective['max_duration_ms']} ms")
+    return ", ".join(parts)
+
+
+def _variant(res: Result) -> str:
+    inf = res.job.inference
+    parts = []
+    if inf is not None and inf.compile_mode:
+        parts.append(f"compile {inf.compile_mode}")
+    elif res.job.backend.value == "torch":
+        parts.append("eager")
+    if inf is not None and inf.execution_provider:
+        parts.append(f"EP {inf.execution_provider}")
+    return " · ".join(parts)
+
+
+def latest(table: Iterable[InferenceRow]) -> list[InferenceRow]:
+    """The newest run per device x runtime x configuration x precision x model x scenario x LoadGen
+    minimums x artifact."""
+    newest: dict[tuple[object, ...], InferenceRow] = {}
+    for r in sorted(table, key=lambda r: (r.finished_at is None, r.finished_at or datetime.min)):
+        # the artifact too: a perturbed or user-supplied file is another thing measured, not a rerun
+        newest[(r.device_id, r.runtime, r.variant, r.precision, r.model, r.dataset, r.scenario, r.batch_size,
+                r.rules, r.rules_detail, r.model_sha256)] = r
+    return sorted(newest.values(), key=lambda r: (r.device_id, r.model, r.scenario, r.runtime, r.variant,
+                                                  r.precision, r.batch_size))
 
 
 def best_per_device(table: list[InferenceRow]) -> list[tuple[tuple[str, str, str], InferenceRow | None, list[str]]]:
@@ -88,7 +144,7 @@ def best_per_device(table: list[InferenceRow]) -> list[tuple[tuple[str, str, str
     out = []
     for key in sorted(groups):
         candidates = [r for r in groups[key] if r.rankable]
-        excluded = [f"{r.runtime} {r.precision}: {_why_not(r)}" for r in groups[key] if not r.rankable]
+        excluded = [f"{r.label}: {_why_not(r)}" for r in groups[key] if not r.rankable]
         best = None
         if candidates:
             best = (min if candidates[0].lower_is_better else max)(candidates, key=lambda r: r.headline or 0.0)
@@ -110,6 +166,17 @@ def fleet(table: list[InferenceRow]) -> dict[tuple[str, str, str, str, str], lis
     for r in table:
         out.setdefault((r.model, r.scenario, r.precision, r.runtime, r.rules), []).append(r)
     return out
+
+
+def fleet_view(table: list[InferenceRow]) -> list[tuple[tuple[str, str, str, int, str], dict[str, InferenceRow]]]:
+    """Like with like across devices: one row per (workload, scenario, runtime label, batch, rules),
+    one entry per device (the same model, runtime configuration, precision and LoadGen rules)."""
+    out: dict[tuple[str, str, str, int, str], dict[str, InferenceRow]] = {}
+    for r in table:
+        rules = f"{r.rules} ({r.rules_detail})" if r.rules_detail else r.rules
+        out.setdefault((r.workload, r.scenario, r.label, r.batch_size, rules), {})[r.device_id] = r
+    return sorted(out.items())
+
 
 
 def latency_cdf(row: InferenceRow) -> list[tuple[float, float]]:
@@ -143,12 +210,12 @@ def markdown(table: list[InferenceRow]) -> str:
         energy = f"{_fmt(r.mj_per_inference)} ({r.energy_scope})" if r.mj_per_inference is not None else "—"
         eq = "pass" if r.equivalent else f"**FAIL** ({r.equivalence_detail[:60]})"
         lats = " | ".join(_fmt(r.latency_ms.get(p)) for p in PCTS)
-        lines.append(f"| {r.device_id} | {r.runtime} | {r.provider[:30]} | {r.precision} | {r.model} | {r.scenario} "
+        lines.append(f"| {r.device_id} | {r.label} | {r.provider[:30]} | {r.precision} | {r.model} | {r.scenario} "
                      f"| {r.rules} | {verdict} | {lats} | {_fmt(r.samples_per_s, 5)} | {energy} | {eq} |")
     lines += ["", "### Best runtime per device within accuracy tolerance", "",
               "| device | model | scenario | best | figure | not ranked |", "|---|---|---|---|---|---|"]
     for (device, model, scenario), best, excluded in best_per_device(table):
-        name = f"{best.runtime} {best.precision}" if best else "none (no VALID, equivalent run)"
+        name = best.label if best else "none (no VALID, equivalent run)"
         figure = f"{best.headline_name} {_fmt(best.headline, 4)}" if best else "—"
         lines.append(f"| {device} | {model} | {scenario} | {name} | {figure} | {'; '.join(excluded)[:300] or '—'} |")
     return "\n".join(lines) + "\n"

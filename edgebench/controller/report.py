@@ -28,6 +28,9 @@ from edgebench.controller.cells import (
     workload_label,
     workload_rank,
 )
+from edgebench.controller.inference_report import InferenceRow
+from edgebench.controller.inference_report import latest as latest_inference
+from edgebench.controller.inference_report import rows as inference_rows
 from edgebench.controller.machines import DeviceInfo, device_info
 from edgebench.controller.ranking import Ranking, rank
 from edgebench.controller.selection import Selection, SelectionError, parse_time, select, workload_keys
@@ -163,6 +166,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     utilisation_meaning: str = UTILISATION_MEANING
     timeseries: dict[tuple[str, str], TimeSeries] = field(default_factory=dict, repr=False)  # (device, job)
+    # LoadGen runs (controller/inference_report.py), shown in their own section, not as cells
+    inference: list[InferenceRow] = field(default_factory=list)
 
     def groups(self) -> dict[tuple[str, str, str], list[Cell]]:
         out: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
@@ -376,9 +381,16 @@ def build_report(
     """The latest attempt per (device, workload, mode, backend, batch, precision, gpus, knobs)."""
     latest: dict[tuple[Any, ...], ResultRow] = {}
     skipped = 0
+    loadgen: list[Result] = []
     for r in sorted(rows, key=lambda r: (r.finished_at is None, r.finished_at or datetime.min)):
         if r.outcome in ("REJECTED", "CANCELED"):
             continue
+        if r.mode == "infer" and r.result_json:
+            res = _parse(r)
+            if res is not None and res.runs and res.runs[0].inference is not None:
+                # a LoadGen scenario is not an img/s cell (SingleStream's figure is a latency): own section
+                loadgen.append(res)
+                continue
         if r.backend is None or r.model is None or r.dataset is None or r.batch_size is None \
                 or r.precision is None or r.mode is None:
             skipped += 1  # a job whose spec the store never saw: nothing to place it under
@@ -397,10 +409,11 @@ def build_report(
     cells = _flag_incomparable(cells)
     statuses = statuses or {}
     by_device: dict[str, list[Result]] = defaultdict(list)
-    for res in parsed.values():
+    for res in [*parsed.values(), *loadgen]:
         if res is not None:
             by_device[res.device_id].append(res)
-    devices = {d: device_info(d, by_device.get(d, []), statuses.get(d)) for d in sorted({c.device_id for c in cells})}
+    shown = {c.device_id for c in cells} | {res.device_id for res in loadgen}
+    devices = {d: device_info(d, by_device.get(d, []), statuses.get(d)) for d in sorted(shown)}
     notes = []
     if base_name and not any(c.backend == base_name for c in cells):
         notes.append(f"baseline backend {base_name!r} has no results in this selection: no ratios")
@@ -415,4 +428,5 @@ def build_report(
                   if res is not None and res.timeseries is not None and res.timeseries.t_s}
     return Report(baseline=base_name, cells=cells, devices=devices, selection=selection or Selection(),
                   store_url=store_url, notes=notes, timeseries=timeseries,
-                  generated_at=generated_at or datetime.now(timezone.utc))
+                  generated_at=generated_at or datetime.now(timezone.utc),
+                  inference=latest_inference(inference_rows(loadgen)))

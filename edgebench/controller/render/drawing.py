@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgebench.controller.render import charts, history_charts, timeseries
+from edgebench.controller.render import charts, history_charts, inference_charts, timeseries
 from edgebench.controller.render.table import Chart
 
 
@@ -15,6 +15,7 @@ def draw(chart: Chart) -> str | None:
         "energy": charts.energy_chart, "scaling": charts.scaling_chart,
         "timeseries": lambda d: timeseries.timeseries_chart(*d),
         "history": history_charts.history_chart, "compare": history_charts.compare_chart,
+        "latency_cdf": inference_charts.latency_cdf_chart, "server_curve": inference_charts.server_chart,
     }
     draw_fn = kinds.get(chart.kind)
     return None if draw_fn is None else draw_fn(chart.data)

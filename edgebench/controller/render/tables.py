@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from edgebench.controller.cells import Cell
 from edgebench.controller.render import format as f
+from edgebench.controller.render.inference_tables import inference_section
 from edgebench.controller.render.table import (
     Chart,
     Column,
@@ -327,10 +328,11 @@ def report_document(report: Report, job_id: str | None = None, title: str = "edg
               "median repeat; ± is the half-width of its 95 % confidence interval, over the repeats, else over "
               "the run's batch blocks. Energy per image divides the GPU energy of all measured windows by the "
               "images they processed.")
-    if not report.cells:
+    if not report.cells and not report.inference:
         return Document(title, subtitle or "no devices", facts, empty="No results match the selection.",
                         footer=footer)
     sections = [machines_section(report), fleet_section(report), rollup_section(report), energy_section(report),
+                inference_section(report.inference),
                 *[device_section(report, s) for s in report.device_sections()], scaling_section(report),
                 validity_section(report), timeseries_section(report, job_id), notes_section(report)]
     callout = (f"{report.utilisation_meaning} n/a marks metrics that do not apply (CPU-only results); – marks "
