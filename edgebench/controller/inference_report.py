@@ -195,27 +195,14 @@ def server_curve(table: list[InferenceRow]) -> dict[tuple[str, str, str], list[t
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "—" if v is None else f"{v:.{digits}g}"
-
-
 def markdown(table: list[InferenceRow]) -> str:
-    lines = ["## Inference (MLPerf LoadGen)", "",
-             "| device | runtime | provider | precision | model | scenario | rules | result | "
-             + " | ".join(f"{p} ms" for p in PCTS) + " | samples/s | mJ/inference | equivalence |",
-             "|" + "---|" * (12 + len(PCTS))]
-    for r in sorted(table, key=lambda r: (r.device_id, r.model, r.scenario, r.runtime, r.precision)):
-        verdict = (f"{r.headline_name} {_fmt(r.headline, 4)}" if r.valid
-                   else "INVALID" + (f": {r.invalid_reason[:60]}" if r.invalid_reason else ""))
-        energy = f"{_fmt(r.mj_per_inference)} ({r.energy_scope})" if r.mj_per_inference is not None else "—"
-        eq = "pass" if r.equivalent else f"**FAIL** ({r.equivalence_detail[:60]})"
-        lats = " | ".join(_fmt(r.latency_ms.get(p)) for p in PCTS)
-        lines.append(f"| {r.device_id} | {r.label} | {r.provider[:30]} | {r.precision} | {r.model} | {r.scenario} "
-                     f"| {r.rules} | {verdict} | {lats} | {_fmt(r.samples_per_s, 5)} | {energy} | {eq} |")
-    lines += ["", "### Best runtime per device within accuracy tolerance", "",
-              "| device | model | scenario | best | figure | not ranked |", "|---|---|---|---|---|---|"]
-    for (device, model, scenario), best, excluded in best_per_device(table):
-        name = best.label if best else "none (no VALID, equivalent run)"
-        figure = f"{best.headline_name} {_fmt(best.headline, 4)}" if best else "—"
-        lines.append(f"| {device} | {model} | {scenario} | {name} | {figure} | {'; '.join(excluded)[:300] or '—'} |")
-    return "\n".join(lines) + "\n"
+    """The report's inference section alone, as Markdown (``controller inference report``): the same
+    tables ``controller report`` shows (controller/render/inference_tables.py)."""
+    from edgebench.controller.render.inference_tables import inference_section
+    from edgebench.controller.render.markdown import render_document
+    from edgebench.controller.render.table import Document
+
+    section = inference_section(latest(table))
+    if section is None:
+        return "No inference results (MLPerf LoadGen) match the selection.\n"
+    return render_document(Document("edgebench inference report", sections=(section,)))

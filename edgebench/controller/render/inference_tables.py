@@ -156,5 +156,5 @@ def inference_section(rows: list[InferenceRow]) -> Section | None:
         if extra is not None:
             blocks.append(extra)
     return Section("inference", "Inference (MLPerf LoadGen)",
-                   lead="Inference jobs under the official LoadGen (docs/INFERENCE.md): these are not in the "
-                        "training-style tables above.", blocks=tuple(blocks))
+                   lead="Inference jobs under the official LoadGen (docs/INFERENCE.md). They are not among the "
+                        "img/s tables: a SingleStream or MultiStream figure is a latency.", blocks=tuple(blocks))
