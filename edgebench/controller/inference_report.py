@@ -193,16 +193,3 @@ def server_curve(table: list[InferenceRow]) -> dict[tuple[str, str, str], list[t
         if r.scenario == "Server" and r.headline is not None and "p99" in r.latency_ms:
             out.setdefault((r.device_id, r.runtime, r.precision), []).append((r.headline, r.latency_ms["p99"], r.valid))
     return {k: sorted(v) for k, v in out.items()}
-
-
-def markdown(table: list[InferenceRow]) -> str:
-    """The report's inference section alone, as Markdown (``controller inference report``): the same
-    tables ``controller report`` shows (controller/render/inference_tables.py)."""
-    from edgebench.controller.render.inference_tables import inference_section
-    from edgebench.controller.render.markdown import render_document
-    from edgebench.controller.render.table import Document
-
-    section = inference_section(latest(table))
-    if section is None:
-        return "No inference results (MLPerf LoadGen) match the selection.\n"
-    return render_document(Document("edgebench inference report", sections=(section,)))

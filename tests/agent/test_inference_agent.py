@@ -231,13 +231,14 @@ def test_corrupted_weights_fail_equivalence_and_minimums_fail_validity(box: Box)
 
     # the report: the perturbed run is shown, flagged, and never the best; INVALID shows no figure
     from edgebench.controller import inference_report
+    from edgebench.controller.commands.inference import markdown
 
     results = [events[j].result for j in ("ort-perturbed", "ort-unmet")]
     rows = inference_report.rows(results)
     assert {r.job_id: r.rankable for r in rows} == {"ort-perturbed": False, "ort-unmet": False}
     [(_, best, excluded)] = [b for b in inference_report.best_per_device(rows) if b[0][1] == "cnn"]
     assert best is None and "not equivalent" in excluded[0]
-    text = inference_report.markdown(rows)
+    text = markdown(rows)
     assert "FAIL (max rel err" in text and "INVALID" in text
     cdf = inference_report.latency_cdf(rows[0])
     assert cdf[0][1] == 0.0 and cdf[-1][1] == 1.0 and [p for p, _ in cdf] == sorted(p for p, _ in cdf)

@@ -15,7 +15,13 @@ report's table model (controller/render/table.py) so every renderer draws them:
 
 from __future__ import annotations
 
-from edgebench.controller.inference_report import PCTS, InferenceRow, best_per_device, fleet_view, server_curve
+from edgebench.controller.inference_report import (
+    PCTS,
+    InferenceRow,
+    best_per_device,
+    fleet_view,
+    server_curve,
+)
 from edgebench.controller.render.table import Chart, Column, Section, Style, Table, Value, text
 
 
@@ -158,3 +164,4 @@ def inference_section(rows: list[InferenceRow]) -> Section | None:
     return Section("inference", "Inference (MLPerf LoadGen)",
                    lead="Inference jobs under the official LoadGen (docs/INFERENCE.md). They are not among the "
                         "img/s tables: a SingleStream or MultiStream figure is a latency.", blocks=tuple(blocks))
+

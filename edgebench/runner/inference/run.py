@@ -39,6 +39,15 @@ def runtime_for(backend):
                       % (backend, ", ".join(RUNTIME_BACKENDS)))
 
 
+def make_runtime(name, settings, precision, artifact, gpus, model, dataset):
+    """The adapter: runtimes.py's, or Keras on JAX (keras_jax.py builds on runtimes.Runtime)."""
+    if name == "keras-jax":
+        from .keras_jax import KerasJax
+
+        return KerasJax(settings, precision, artifact, gpus, model, dataset)
+    return runtimes.make(name, settings, precision, artifact, gpus, model, dataset)
+
+
 def settings_of(spec):
     inference = dict(spec.get("inference") or {})
     inference.setdefault("scenario", "single-stream")
@@ -168,8 +177,8 @@ def run(ctx):
 
     precision = spec.get("precision", "fp32")
     artifact, exported = _artifact(runtime_name, spec, inference, dataset_root, emitter)
-    runtime = runtimes.make(runtime_name, dict(inference, scenario=scenario), precision, artifact,
-                            int(spec.get("gpus", 0) or 0), wl["model"], wl["dataset"])
+    runtime = make_runtime(runtime_name, dict(inference, scenario=scenario), precision, artifact,
+                           int(spec.get("gpus", 0) or 0), wl["model"], wl["dataset"])
     libraries = {"numpy": numpy.__version__, "mlperf_loadgen": _loadgen_version(lg)}
     libraries.update(runtime.versions())
     emitter.send(protocol.hello(spec["backend"], libraries, os.getpid(), platform.python_version()))

@@ -513,8 +513,4 @@ def make(runtime, settings, precision, artifact, gpus=0, model=None, dataset=Non
         return TensorRt(settings, precision, artifact, gpus)
     if runtime == "torch":
         return TorchModule(settings, precision, artifact, gpus, model, dataset)
-    if runtime == "keras-jax":
-        from .keras_jax import KerasJax
-
-        return KerasJax(settings, precision, artifact, gpus, model, dataset)
     raise Unsupported("no inference runtime %r" % runtime)
