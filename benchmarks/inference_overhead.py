@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8, help="Offline's batch (OpenVINO)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--only", default="ort,openvino,torch",
+                    help="Comma-separated subset of ort, openvino, torch (a box without OpenVINO: ort,torch).")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     wl = WORKLOADS[args.workload]
     work = Path(tempfile.mkdtemp(prefix="edgebench-inference-overhead-"))
     cache = str(work / "cache")
@@ -122,25 +125,31 @@ def main() -> None:
     onnx, _ = ensure(wl["model"], wl["dataset"], "onnx", "fp32", cache=Cache(cache))
     x1 = reference_inputs(wl["dataset"], 1, "NCHW")
     meta_shape = onnx.meta["input"]["shape"]
-    rows: dict[str, dict[str, list[float]]] = {"ort_p90_ms": {"edgebench": [], "tool": []},
-                                              "openvino_offline_sps": {"edgebench": [], "tool": []},
-                                              "torch_p90_ms": {"edgebench": [], "tool": []}}
+    rows: dict[str, dict[str, list[float]]] = {name: {"edgebench": [], "tool": []} for name, key in (
+        ("ort_p90_ms", "ort"), ("openvino_offline_sps", "openvino"), ("torch_p90_ms", "torch")) if key in only}
     for rnd in range(args.rounds):
         order = ("edgebench", "tool") if rnd % 2 == 0 else ("tool", "edgebench")
         for side in order:
             if side == "edgebench":
-                rows["ort_p90_ms"]["edgebench"].append(edgebench_run(
-                    "onnxruntime", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
-                rows["openvino_offline_sps"]["edgebench"].append(edgebench_run(
-                    "openvino", args.workload, "offline", args.seconds, args.batch_size, cache, home,
-                    work)["samples_per_s"])
-                rows["torch_p90_ms"]["edgebench"].append(edgebench_run(
-                    "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+                if "ort_p90_ms" in rows:
+                    rows["ort_p90_ms"]["edgebench"].append(edgebench_run(
+                        "onnxruntime", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+                if "openvino_offline_sps" in rows:
+                    rows["openvino_offline_sps"]["edgebench"].append(edgebench_run(
+                        "openvino", args.workload, "offline", args.seconds, args.batch_size, cache, home,
+                        work)["samples_per_s"])
+                if "torch_p90_ms" in rows:
+                    rows["torch_p90_ms"]["edgebench"].append(edgebench_run(
+                        "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
             else:
-                rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds))
-                rows["openvino_offline_sps"]["tool"].append(
-                    benchmark_app(onnx.path, [args.batch_size, *meta_shape[1:]], args.seconds))
-                rows["torch_p90_ms"]["tool"].append(torch_bare(wl["model"], wl["dataset"], x1, args.seconds))
+                if "ort_p90_ms" in rows:
+                    rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds))
+                if "openvino_offline_sps" in rows:
+                    rows["openvino_offline_sps"]["tool"].append(
+                        benchmark_app(onnx.path, [args.batch_size, *meta_shape[1:]], args.seconds))
+                if "torch_p90_ms" in rows:
+                    rows["torch_p90_ms"]["tool"].append(
+                        torch_bare(str(wl["model"]), str(wl["dataset"]), x1, args.seconds))
     report = {"workload": args.workload, "seconds": args.seconds, "rounds": args.rounds,
               "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "figures": {}}
