@@ -74,6 +74,30 @@ def test_offline_is_one_query_of_many_samples(tmp_path: Path) -> None:
     assert s.samples_per_s and s.headline[0] == "samples_per_s"
 
 
+def test_offline_pads_a_compiled_runtimes_last_batch(tmp_path: Path) -> None:
+    class Compiled(SleepRuntime):
+        static_batch = True  # torch.compile / jax.jit: a new shape would compile again
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: set[int] = set()
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            self.sizes.add(len(x))
+            return super().predict(x)
+
+    rt = Compiled()
+    # 1.5 x 1,000 samples/s x 0.2 s: a query of a few hundred samples, in batches of 7
+    raw = harness.run(rt, np.zeros((32, 4), dtype="float32"), "mlp", "offline",
+                      {"rules": "quick", "min_duration_ms": 200}, 7, str(tmp_path / "padded"),
+                      {"samples_per_s": 1000})
+    s = LoadGenSummary.model_validate(raw, strict=False)
+    assert s.valid, s.invalid_reason
+    assert rt.sizes == {7}  # every batch at batch_size, the last one too
+    padded = -s.sample_count % 7
+    assert padded == 0 or s.effective["edgebench_padded_samples"].startswith(f"{padded} ")
+
+
 def test_multi_stream_sends_8_samples_per_query(tmp_path: Path) -> None:
     s, rt = _run(tmp_path, "multi-stream", {"min_duration_ms": 100, "min_query_count": 50})
     assert s.scenario == "MultiStream" and s.effective["samples_per_query"] == "8"

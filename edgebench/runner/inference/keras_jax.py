@@ -20,6 +20,7 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 class KerasJax(Runtime):
     name = "keras-jax"
     layout = "NHWC"  # Keras's channels_last, as the catalogue builds it
+    static_batch = True  # jax.jit compiles once per shape
 
     def __init__(self, settings, precision, artifact, gpus=0, model=None, dataset=None):
         Runtime.__init__(self, settings, precision, artifact, gpus)

@@ -53,6 +53,7 @@ def artifact_request(runtime, precision):
 class Runtime(object):
     name = "runtime"
     layout = "NCHW"
+    static_batch = False  # True: a new batch shape recompiles; the harness pads Offline's last batch
 
     def __init__(self, settings, precision, artifact, gpus=0):
         self.settings = settings or {}
@@ -422,6 +423,7 @@ class TorchModule(Runtime):
         self.module = self.module.to(self.device)
         self.mode = self.settings.get("compile_mode")
         self.net = torch.compile(self.module, mode=self.mode) if self.mode else self.module
+        self.static_batch = bool(self.mode)  # harness: pad Offline's last batch, no recompilation
         dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
         self.dtype = dtypes.get(self.precision)
         self.resident = False
