@@ -253,6 +253,7 @@ def test_arm64_job_agent_container_to_runner_container_to_store(
         status = wait_online(client, device, timeout_s=300)[device]
         assert {b.backend: b.available for b in status.backends if b.executor == "docker"} == {"torch": True}
         job = build_job({"backend": "torch", "workload": "fashion-mnist-mlp", "epochs": 2, "steps_per_epoch": 5,
+                         "min_batches": 0, "min_window_s": 0,  # five batches are the point under emulation
                          "synthetic": True, "gpus": 0, "step_timeout_s": 600}, f"{fleet}-arm64-torch")
         events = run_jobs(client, [Dispatched(device, job)], timeout_s=900)
     BUILD_SECONDS["arm64 agent online + torch job under QEMU"] = time.monotonic() - t0
