@@ -12,13 +12,11 @@ ingestion. Migrations are numbered and recorded in schema_migrations.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -26,243 +24,34 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
 from edgebench.common.text import printable
-from edgebench.controller.bulk import gc_paused
 from edgebench.controller.errors import ControllerError, StoreMissing
 from edgebench.controller.facts import facts_values
 from edgebench.controller.ingest import Inbound, decide
-from edgebench.controller.model_registry import v5_models
-from edgebench.schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState, Result
+from edgebench.controller.store_reads import StoreReads
+from edgebench.controller.store_rows import DeadLetter, FactRow, OpenJob, Redispatch, ResultRow, _now
+from edgebench.controller.store_schema import (
+    FACT_IDENTITY,
+    MIGRATION_LOCK_KEY,
+    MIGRATIONS,
+    _facts_of,
+    dead_letters,
+    devices,
+    events,
+    jobs,
+    metadata,
+    result_facts,
+    results,
+    schema_migrations,
+    sent_messages,
+)
+from edgebench.schemas import TERMINAL_STATES, AgentStatus, JobEvent, JobSpec, JobState
 
 log = logging.getLogger(__name__)
 
-metadata = sa.MetaData()
-
-jobs = sa.Table(
-    "jobs", metadata,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column("sweep_id", sa.String(64), index=True),
-    sa.Column("backend", sa.String(32)),
-    sa.Column("spec_json", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("dispatched_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-    # reconciliation (controller/reconcile.py): when its agent was last asked to
-    # replay the job, and how often it was dispatched again after a Lost answer
-    sa.Column("reconciled_at", sa.DateTime(timezone=True)),
-    sa.Column("redispatches", sa.Integer, nullable=False, server_default="0"),
-)
-
-events = sa.Table(
-    "events", metadata,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True)),
-    sa.Column("body_json", sa.Text, nullable=False),
-)
-
-results = sa.Table(
-    "results", metadata,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("sweep_id", sa.String(64), index=True),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),  # OK, OOM, FAILED, TIMED_OUT, CANCELED, REJECTED
-    sa.Column("backend", sa.String(32)),
-    sa.Column("mode", sa.String(8)),
-    sa.Column("model", sa.String(32)),
-    sa.Column("dataset", sa.String(32)),
-    sa.Column("batch_size", sa.Integer),
-    sa.Column("precision", sa.String(8)),
-    sa.Column("gpus", sa.Integer),
-    # knobs the job set explicitly beyond precision: part of a report cell's identity
-    sa.Column("data_format", sa.String(16)),
-    sa.Column("compiled", sa.Boolean),
-    sa.Column("img_per_s", sa.Float),
-    sa.Column("img_per_s_std", sa.Float),
-    sa.Column("error_type", sa.String(32)),
-    sa.Column("reason", sa.Text),
-    sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
-    sa.Column("result_json", sa.Text),
-)
-
-# One narrow row per result with what comparisons over many results read
-# (controller/facts.py): apart from results, because in SQLite a column
-# added after result_json sits behind that 5-250 KB value, and reading it
-# walks the value's overflow pages.
-# The cell's identity is copied in (from the same values as the results row),
-# so that a comparison reads this table alone: a scan of results reads about
-# one page per row (its 5-250 KB JSON), 400 MB for 100,000 results.
-result_facts = sa.Table(
-    "result_facts", metadata,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("sweep_id", sa.String(64), index=True),
-    sa.Column("outcome", sa.String(16)),
-    sa.Column("backend", sa.String(32)),
-    sa.Column("mode", sa.String(8)),
-    sa.Column("model", sa.String(32)),
-    sa.Column("dataset", sa.String(32)),
-    sa.Column("batch_size", sa.Integer),
-    sa.Column("precision", sa.String(8)),
-    sa.Column("gpus", sa.Integer),
-    sa.Column("img_per_s", sa.Float),
-    sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
-    sa.Column("data_format", sa.String(16)),
-    sa.Column("compiled", sa.Boolean),
-    # the device group: hardware, driver, image digest, power mode
-    sa.Column("hardware", sa.String(128)),
-    sa.Column("driver", sa.String(64)),
-    sa.Column("image_digest", sa.String(128)),
-    sa.Column("power_mode", sa.String(64)),
-    sa.Column("verdict", sa.String(8)),  # valid, suspect, NULL: no validity record
-    sa.Column("stats_json", sa.Text),  # repeats' and blocks' img/s, suspect reasons, images, energy
-)
-
-devices = sa.Table(
-    "devices", metadata,
-    sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column("fleet", sa.String(64)),
-    sa.Column("online", sa.Boolean),
-    sa.Column("last_seen", sa.DateTime(timezone=True)),
-    sa.Column("status_json", sa.Text),
-)
-
-# Every message this store sent to a device about a job: answers (attempt 0
-# events) count only when they reply to one of these.
-sent_messages = sa.Table(
-    "sent_messages", metadata,
-    sa.Column("msg_id", sa.String(64), primary_key=True),
-    sa.Column("job_id", sa.String(200), nullable=False),
-    sa.Column("device_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # job, cancel, replay
-    sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Index("sent_messages_job", "job_id", "device_id"),
-)
-
-# What devices sent that was kept out of jobs/events/results, with the reason.
-dead_letters = sa.Table(
-    "dead_letters", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), index=True),
-    sa.Column("topic", sa.String(512)),
-    sa.Column("device_id", sa.String(64)),
-    sa.Column("job_id", sa.String(200)),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("payload", sa.LargeBinary),
-)
-
-schema_migrations = sa.Table(
-    "schema_migrations", metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True)),
-)
-
-def _as_of_v1(table: sa.Table, later: tuple[str, ...]) -> sa.Table:
-    """``table`` without the columns later migrations add."""
-    return sa.Table(table.name, sa.MetaData(),
-                    *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index)
-                      for c in table.columns if c.name not in later))
-
-
-def _v1_tables(conn: sa.Connection) -> None:
-    # the tables as version 1 made them, so that later migrations apply to old and new stores alike
-    metadata.create_all(conn, tables=[events, devices])
-    _as_of_v1(jobs, ("reconciled_at", "redispatches")).create(conn, checkfirst=True)
-    _as_of_v1(results, ("data_format", "compiled")).create(conn, checkfirst=True)
-
-
-def _v3_integrity(conn: sa.Connection) -> None:
-    """Dead letters, the messages sent, and the reconciliation columns (issue: hostile input and faults)."""
-    metadata.create_all(conn, tables=[sent_messages, dead_letters])
-    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
-    conn.execute(sa.text(f"ALTER TABLE jobs ADD COLUMN reconciled_at {timestamp}"))
-    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN redispatches INTEGER NOT NULL DEFAULT 0"))
-
-
-def _v2_variant_columns(conn: sa.Connection) -> None:
-    """results.data_format / compiled, backfilled from each row's job spec, so that
-    reports read a cell's identity from columns instead of re-parsing every result."""
-    conn.execute(sa.text("ALTER TABLE results ADD COLUMN data_format VARCHAR(16)"))
-    conn.execute(sa.text("ALTER TABLE results ADD COLUMN compiled BOOLEAN"))
-    specs = {(r[0], r[1]): r[2] for r in conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json))}
-    rows = conn.execute(sa.select(results.c.job_id, results.c.device_id, results.c.attempt,
-                                  results.c.result_json)).all()
-    for job_id, device_id, attempt, result_json in rows:
-        spec = _spec_of(result_json, specs.get((job_id, device_id)))
-        if spec is None:
-            continue
-        conn.execute(results.update().where(results.c.job_id == job_id, results.c.device_id == device_id,
-                                            results.c.attempt == attempt)
-                     .values(data_format=spec.get("data_format"), compiled=spec.get("compile")))
-
-
-def _spec_of(result_json: str | None, spec_json: str | None) -> dict[str, Any] | None:
-    import json
-
-    for text, key in ((result_json, "job"), (spec_json, None)):
-        if not text:
-            continue
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            continue
-        doc = doc.get(key) if key else doc
-        if isinstance(doc, dict):
-            return doc
-    return None
-
-
-FACT_IDENTITY = ("job_id", "device_id", "attempt", "sweep_id", "outcome", "backend", "mode", "model", "dataset",
-                 "batch_size", "precision", "gpus", "img_per_s", "finished_at")
-
-
-def _v4_result_facts(conn: sa.Connection) -> None:
-    """result_facts, backfilled from every stored result (parsed once, here)."""
-    result_facts.create(conn, checkfirst=True)
-    rows = conn.execute(sa.select(*(results.c[k] for k in FACT_IDENTITY), results.c.result_json)
-                        .where(results.c.result_json.is_not(None))).all()
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        values = _facts_of(row[-1])
-        if values is not None:
-            batch.append({**dict(zip(FACT_IDENTITY, row[:-1])), **values})
-        if len(batch) >= 500:
-            conn.execute(result_facts.insert(), batch)
-            batch = []
-    if batch:
-        conn.execute(result_facts.insert(), batch)
-
-
-def _facts_of(result_json: str) -> dict[str, Any] | None:
-    from pydantic import ValidationError
-
-    try:
-        return facts_values(Result.from_stored_json(result_json))
-    except (ValidationError, ValueError):
-        return None  # a row no reader can parse either; comparisons skip it
-
-
-# version -> callable(connection). Version 1 creates the tables; later versions
-# alter them. Never edit an applied migration: add a new one.
-MIGRATIONS: dict[int, Any] = {
-    1: _v1_tables,
-    2: _v2_variant_columns,
-    3: _v3_integrity,
-    4: _v4_result_facts,
-    5: v5_models,  # the model registry (controller/model_registry.py, issue 19)
-}
-
-
-# pg_advisory_xact_lock key held while migrating (any constant unique to edgebench;
-# crc32 of "edgebench.controller.store.migrate").
-MIGRATION_LOCK_KEY = 0xE27D47C5
-
+# what other modules import from here (the tables and rows live in store_schema / store_rows)
+__all__ = ["FACT_IDENTITY", "MIGRATIONS", "MIGRATION_LOCK_KEY", "DeadLetter", "FactRow", "OpenJob", "Redispatch",
+           "ResultRow", "ResultStore", "StoreError", "dead_letters", "default_store_url", "devices", "events",
+           "jobs", "metadata", "result_facts", "results", "schema_migrations", "sent_messages"]
 
 # Ingestion's statements, built once with bind parameters (see ResultStore._ignoring).
 _JOB_KEY = sa.and_(jobs.c.job_id == sa.bindparam("k_job_id"), jobs.c.device_id == sa.bindparam("k_device_id"))
@@ -283,109 +72,6 @@ class StoreError(ControllerError):
     pass
 
 
-@dataclass(frozen=True)
-class ResultRow:
-    """One stored result (or failure). The descriptive columns are None only in rows
-    written before unsolicited events were kept apart (a reader must survive them)."""
-
-    job_id: str
-    device_id: str
-    attempt: int
-    sweep_id: str | None
-    state: str
-    outcome: str
-    backend: str | None
-    mode: str | None
-    model: str | None
-    dataset: str | None
-    batch_size: int | None
-    precision: str | None
-    gpus: int | None
-    data_format: str | None
-    compiled: bool | None
-    img_per_s: float | None
-    img_per_s_std: float | None
-    error_type: str | None
-    reason: str | None
-    finished_at: datetime | None
-    result_json: str | None
-
-    def result(self) -> Result | None:
-        return Result.from_stored_json(self.result_json) if self.result_json else None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    id: int
-    received_at: datetime | None
-    topic: str | None
-    device_id: str | None
-    job_id: str | None
-    reason: str
-    payload: bytes | None
-
-
-@dataclass(frozen=True)
-class OpenJob:
-    """A dispatched job that has not ended (reconciliation's candidates)."""
-
-    job_id: str
-    device_id: str
-    state: JobState
-    spec: JobSpec
-    updated_at: datetime | None
-    reconciled_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Redispatch:
-    """A job to send again: its agent answered that it never received it."""
-
-    device_id: str
-    job: JobSpec
-
-
-class FactRow(NamedTuple):
-    """One result as comparisons read it: the cell's identity, the figure, the device group, the samples.
-
-    A named tuple, not a dataclass, and ``stats`` parsed on demand: comparisons build 100,000 of
-    them, and a history needs the figure alone."""
-
-    job_id: str
-    device_id: str
-    attempt: int
-    sweep_id: str | None
-    outcome: str
-    backend: str | None
-    mode: str | None
-    model: str | None
-    dataset: str | None
-    batch_size: int | None
-    precision: str | None
-    gpus: int | None
-    img_per_s: float | None
-    finished_at: datetime | None
-    data_format: str | None
-    compiled: bool | None
-    hardware: str | None
-    driver: str | None
-    image_digest: str | None
-    power_mode: str | None
-    verdict: str | None
-    stats_json: str | None
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """The repeats' and blocks' img/s, suspect reasons, images, energy (controller/facts.py)."""
-        if not self.stats_json:
-            return {}
-        try:
-            doc = json.loads(self.stats_json)
-        except ValueError:
-            return {}
-        return doc if isinstance(doc, dict) else {}
-
-
 def default_store_url() -> str:
     from platformdirs import user_data_dir
 
@@ -393,13 +79,6 @@ def default_store_url() -> str:
     return f"sqlite:///{path}"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    """SQLite returns stored UTC times without their zone."""
-    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
 
 
 def _text(value: str | None, limit: int | None = None) -> str | None:
@@ -411,7 +90,7 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
     return value[:limit] if limit else value
 
 
-class ResultStore:
+class ResultStore(StoreReads):
     def __init__(self, url: str | None = None, create: bool = True):
         """``create=False``: a read-only command's store; a SQLite file that does not exist
         raises StoreMissing instead of becoming a new, empty database."""
@@ -656,96 +335,7 @@ class ResultStore:
         with self.engine.begin() as conn:
             conn.execute(upsert)
 
-    # -- reads ------------------------------------------------------------------------
-    def job_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        ids = {k[0] for k in keys}
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.state)
-                                .where(jobs.c.job_id.in_(ids))).all()
-        wanted = set(keys)
-        return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
-
-    def results(
-        self,
-        sweep_id: str | None = None,
-        device_id: str | None = None,
-        backend: str | None = None,
-        model: str | None = None,
-        dataset: str | None = None,
-        job_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[ResultRow]:
-        q = sa.select(results)
-        for col, value in ((results.c.sweep_id, sweep_id), (results.c.device_id, device_id),
-                           (results.c.backend, backend), (results.c.model, model),
-                           (results.c.dataset, dataset), (results.c.job_id, job_id)):
-            if value is not None:
-                q = q.where(col == value)
-        if since is not None:
-            q = q.where(results.c.finished_at >= since)
-        if until is not None:
-            q = q.where(results.c.finished_at <= until)
-        q = q.order_by(results.c.finished_at.desc())
-        if limit:
-            q = q.limit(limit)
-        with self.engine.connect() as conn:
-            return [ResultRow(**row._mapping) for row in conn.execute(q)]
-
-    def select_results(
-        self,
-        *,
-        sweep_ids: Iterable[str] = (),
-        device_ids: Iterable[str] = (),
-        backends: Iterable[str] = (),
-        models: Iterable[str] = (),
-        workloads: Iterable[tuple[str, str]] = (),
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[ResultRow]:
-        """Stored results matching every filter given (each a set: any of its values), newest first."""
-        q = _where(sa.select(results), results, sweep_ids, device_ids, backends, models, workloads, since, until)
-        with self.engine.connect() as conn:
-            return [ResultRow(**row._mapping) for row in conn.execute(q.order_by(results.c.finished_at.desc()))]
-
-    def select_facts(
-        self,
-        *,
-        sweep_ids: Iterable[str] = (),
-        device_ids: Iterable[str] = (),
-        backends: Iterable[str] = (),
-        models: Iterable[str] = (),
-        workloads: Iterable[tuple[str, str]] = (),
-        since: datetime | None = None,
-        until: datetime | None = None,
-        ok_only: bool = True,
-    ) -> list[FactRow]:
-        """The compact rows of comparisons (the result_facts table alone), oldest first.
-
-        Never reads results or their JSON. Results without facts (unparseable) are left out.
-        """
-        f = result_facts
-        sqlite = self.engine.dialect.name == "sqlite"
-        # SQLite keeps times as text, which SQLAlchemy parses with a regular expression (a second per
-        # 100,000 rows); datetime.fromisoformat reads the same text ten times faster
-        cols = [sa.cast(f.c[k], sa.String).label(k) if sqlite and k == "finished_at" else f.c[k]
-                for k in FactRow._fields]
-        q = _where(sa.select(*cols), f, sweep_ids, device_ids, backends, models, workloads, since, until)
-        if ok_only:
-            q = q.where(f.c.outcome == "OK")
-        at = FactRow._fields.index("finished_at")
-        parse = datetime.fromisoformat
-        with self.engine.connect() as conn, gc_paused():
-            rows = conn.execute(q.order_by(f.c.finished_at, f.c.job_id)).all()
-            if not sqlite:
-                return [FactRow(*row) for row in rows]
-            return [FactRow(*row[:at], parse(row[at]) if row[at] else None, *row[at + 1:])  # type: ignore[call-arg]
-                    for row in rows]
-
+    # -- writes beside the reads ------------------------------------------------------
     def backfill_facts(self) -> int:
         """Compute result_facts for stored results that have none (rows copied in from another store,
         e.g. by scripts/make_report_fixture.py --merge); returns how many were added."""
@@ -763,50 +353,6 @@ class ResultStore:
                     added += 1
         return added
 
-    def job_tags(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
-        """Tags of each (job, device) from its dispatched spec (a failed job has no Result to carry them)."""
-        wanted = set(keys)
-        if not wanted:
-            return {}
-        out: dict[tuple[str, str], set[str]] = {}
-        ids = sorted({k[0] for k in wanted})
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
-                found = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json)
-                                     .where(jobs.c.job_id.in_(ids[start:start + 500]))).all()
-                for j, d, spec in found:
-                    if (j, d) in wanted:
-                        out[(j, d)] = _spec_tags(spec)
-        return out
-
-    def job_devices(self, job_id: str) -> list[str]:
-        """The devices a job was dispatched to."""
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.select(jobs.c.device_id).where(jobs.c.job_id == job_id)
-                                               .order_by(jobs.c.device_id))]
-
-    def events_for(self, job_id: str) -> list[JobEvent]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(events.c.body_json).where(events.c.job_id == job_id)
-                                .order_by(events.c.device_id, events.c.attempt, events.c.seq)).all()
-        out = []
-        for (body,) in rows:
-            try:
-                out.append(JobEvent.model_validate_json(body))
-            except ValueError:  # stored by an older version under looser rules: skip, never crash a reader
-                log.warning("skipping a stored event of job %s that no longer parses", printable(job_id, 200))
-        return out
-
-    def dead_letters(self, limit: int | None = 100, since: datetime | None = None) -> list[DeadLetter]:
-        q = sa.select(dead_letters).order_by(dead_letters.c.id.desc())
-        if since is not None:
-            q = q.where(dead_letters.c.received_at >= since)
-        if limit:
-            q = q.limit(limit)
-        with self.engine.connect() as conn:
-            return [DeadLetter(r.id, _aware(r.received_at), r.topic, r.device_id, r.job_id, r.reason,
-                               bytes(r.payload) if r.payload is not None else None) for r in conn.execute(q)]
-
     def purge_dead_letters(self, before: datetime | None = None) -> int:
         with self.engine.begin() as conn:
             stmt = dead_letters.delete()
@@ -814,31 +360,12 @@ class ResultStore:
                 stmt = stmt.where(dead_letters.c.received_at < before)
             return int(conn.execute(stmt).rowcount or 0)
 
-    def open_jobs(self) -> list[OpenJob]:
-        """Every dispatched job that has not ended."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.state, jobs.c.spec_json,
-                                          jobs.c.updated_at, jobs.c.reconciled_at)
-                                .where(jobs.c.state.not_in([s.value for s in TERMINAL_STATES]))).all()
-        return [OpenJob(r[0], r[1], JobState(r[2]), JobSpec.model_validate_json(r[3]), _aware(r[4]), _aware(r[5]))
-                for r in rows]
-
     def mark_reconciled(self, keys: Iterable[tuple[str, str]], at: datetime | None = None) -> None:
         at = at or _now()
         with self.engine.begin() as conn:
             for job_id, device_id in keys:
                 conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.device_id == device_id)
                              .values(reconciled_at=at))
-
-    def devices(self) -> list[AgentStatus]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(devices.c.status_json).order_by(devices.c.device_id)).all()
-        return [AgentStatus.model_validate_json(r[0]) for r in rows]
-
-    def count(self, table: str) -> int:
-        t = metadata.tables[table]
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -872,32 +399,3 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
     if res is not None:
         values.update(img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s)
     return values
-
-
-def _spec_tags(spec_json: str | None) -> set[str]:
-    from pydantic import ValidationError
-
-    if not spec_json:
-        return set()
-    try:
-        return set(JobSpec.model_validate_json(spec_json).tags)
-    except ValidationError:
-        return set()
-
-
-def _where(q: Any, t: sa.Table, sweep_ids: Iterable[str], device_ids: Iterable[str], backends: Iterable[str],
-           models: Iterable[str], workloads: Iterable[tuple[str, str]], since: datetime | None,
-           until: datetime | None) -> Any:
-    for col, values in ((t.c.sweep_id, sweep_ids), (t.c.device_id, device_ids), (t.c.backend, backends),
-                        (t.c.model, models)):
-        values = sorted(set(values))
-        if values:
-            q = q.where(col.in_(values))
-    pairs = sorted(set(workloads))
-    if pairs:
-        q = q.where(sa.or_(*(sa.and_(t.c.model == m, t.c.dataset == d) for m, d in pairs)))
-    if since is not None:
-        q = q.where(t.c.finished_at >= since)
-    if until is not None:
-        q = q.where(t.c.finished_at <= until)
-    return q
