@@ -69,6 +69,9 @@ REPORTS: tuple[Entry, ...] = (
     Entry(f"{H200}/scaling-keras-jax-4gpu.md", (f"{H200}/results-keras-jax-dp-async.db",), baseline="keras-jax"),
     Entry(f"{H200}/scaling-keras-jax-4gpu-before-async-fix.md", (f"{H200}/results-keras-jax-dp-4gpu-sync.db",),
           baseline="keras-jax"),
+    Entry("docs/results/h200-2026-12-02-inference/inference-resnet50.md",
+          ("docs/results/h200-2026-12-02-inference/results-inference.db",), baseline="torch",
+          title="edgebench report: ResNet-50 inference under MLPerf LoadGen on one H200 (2026-12-02)"),
     Entry("docs/results/compare-example/compare.md", COMPARE, fmt="compare-md", compare=("tag:ab-a", "tag:ab-b")),
     Entry("docs/results/compare-example/history.md", COMPARE, fmt="history-md"),
 )

@@ -255,3 +255,28 @@ def test_detail_log_parse_keeps_errors(tmp_path: Path) -> None:
     s = harness.parse_detail_log(str(log))
     assert not s["valid"] and s["errors"] == ["error_runtime: Ran out of generated queries"]
     assert s["duration_s"] == pytest.approx(1.25) and s["query_count"] == 10
+
+
+@pytest.mark.parametrize("kind", ["numpy", "jax", "torch"])
+def test_offline_batches_index_staged_samples_of_every_framework(tmp_path: Path, kind: str) -> None:
+    """Staged samples are numpy, jax.Array (Keras-on-JAX) or torch tensors: Offline's batches index each with an
+    index array (a Python list fails on a jax.Array: the first H200 run's Keras-on-JAX Offline job did)."""
+    samples: object = np.arange(32 * 4, dtype="float32").reshape(32, 4)
+    if kind == "jax":
+        jnp = pytest.importorskip("jax.numpy")
+        samples = jnp.asarray(samples)
+    elif kind == "torch":
+        torch = pytest.importorskip("torch")
+        samples = torch.from_numpy(np.asarray(samples))
+
+    class Staged(SleepRuntime):
+        def predict(self, x):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            self.samples += len(x)
+            return np.asarray(x).reshape(len(x), -1)[:, :2]
+
+    rt = Staged()
+    raw = harness.run(rt, samples, "mlp", "offline", {"rules": "quick", "min_duration_ms": 100}, 4,
+                      str(tmp_path / kind), {"samples_per_s": 8000})
+    s = LoadGenSummary.model_validate(raw, strict=False)
+    assert s.valid and not s.invalid_reason and rt.samples >= s.sample_count > 4, (s.invalid_reason, rt.samples)

@@ -118,7 +118,11 @@ class SystemUnderTest(object):
         if len(indices) == 1:
             i = indices[0]
             return self.samples[i:i + 1]  # a view: no copy for one sample
-        return self.samples[indices]
+        import numpy
+
+        # an index array, not a list: staged jax.Arrays refuse list indexing (the H200 run's Keras-on-JAX
+        # Offline job failed with "non-tuple sequence for multidimensional indexing"); numpy and torch take it
+        return self.samples[numpy.asarray(indices, dtype="int64")]
 
     def _complete(self, query_samples):
         lg = self.lg
