@@ -12,7 +12,7 @@ import hashlib
 import os
 
 from ..errors import Unsupported
-from .runtimes import Runtime
+from .runtime_base import Runtime
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 

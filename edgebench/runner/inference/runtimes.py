@@ -14,10 +14,11 @@ Which artifact each runtime needs: ``artifact_request(runtime, precision)`` ->
 before anything loads.
 """
 
-import hashlib
 import os
 
 from ..errors import Unsupported
+from .runtime_base import Runtime
+from .torch_runtime import TorchModule
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
@@ -48,52 +49,6 @@ def artifact_request(runtime, precision):
         # TensorRT builds fp16/int8 engines from the fp32 ONNX with its own builder flags
         return "onnx", "int8" if precision == "int8" else "fp32"
     raise Unsupported("no inference runtime %r" % runtime)
-
-
-class Runtime(object):
-    name = "runtime"
-    layout = "NCHW"
-    static_batch = False  # True: a new batch shape recompiles; the harness pads Offline's last batch
-
-    def __init__(self, settings, precision, artifact, gpus=0):
-        self.settings = settings or {}
-        self.precision = precision
-        self.artifact = artifact
-        self.gpus = gpus
-
-    def versions(self):
-        return {}
-
-    def load(self, batch_sizes):
-        """Build or compile for the batch sizes the scenario will send (others still work)."""
-
-    def stage(self, samples):
-        """The query samples where this runtime reads them (before timing, as MLPerf's QSL loads
-        them); the SUT indexes what this returns. Default: the host array itself."""
-        return samples
-
-    def predict(self, x):
-        raise NotImplementedError
-
-    def predict_many(self, batches, done):
-        for k, x in enumerate(batches):
-            self.predict(x)
-            done(k)
-
-    def knobs(self):
-        return {}
-
-    def provider(self):
-        return ""
-
-    def devices_used(self):
-        return {"framework": self.name, "kind": "cpu", "devices": ["cpu"], "detail": ""}
-
-    def model_info(self):
-        return self.artifact.info()
-
-    def close(self):
-        pass
 
 
 class OnnxRuntime(Runtime):
@@ -383,125 +338,6 @@ class TensorRt(Runtime):
     def devices_used(self):
         return {"framework": "tensorrt", "kind": "gpu", "devices": ["cuda:0"],
                 "detail": self.torch.cuda.get_device_name(0)}
-
-
-class TorchModule(Runtime):
-    """The catalogue's torch model (runner/torch_models.py, seed 0: the weights the ONNX export
-    holds), eager or torch.compile (mode reduce-overhead = CUDA graphs), autocast for bf16/fp16.
-    Its reference is the same module, eager fp32 on the CPU, on the reference batch."""
-
-    name = "torch"
-
-    def __init__(self, settings, precision, artifact, gpus=0, model=None, dataset=None):
-        Runtime.__init__(self, settings, precision, artifact, gpus)
-        self.model_name = model
-        self.dataset = dataset
-
-    def versions(self):
-        import torch
-
-        return {"torch": torch.__version__}
-
-    def load(self, batch_sizes):
-        import torch
-
-        from .. import torch_models
-        from ..catalogue import DATASETS
-        from .export import WEIGHTS_SEED
-
-        self.torch = torch
-        info = DATASETS[self.dataset]
-        ep = (self.settings.get("execution_provider") or ("cuda" if self.gpus else "cpu")).lower()
-        if ep.startswith("cuda") and not torch.cuda.is_available():
-            raise Unsupported("torch %s sees no CUDA device" % torch.__version__)
-        self.device = torch.device("cuda", 0) if ep.startswith("cuda") else torch.device("cpu")
-        if self.settings.get("threads"):
-            torch.set_num_threads(int(self.settings["threads"]))
-        torch.manual_seed(WEIGHTS_SEED)
-        self.module = torch_models.build(self.model_name, info["shape"], info["classes"]).eval()
-        self._digest, self._size = _state_digest(self.module)
-        self.module = self.module.to(self.device)
-        self.mode = self.settings.get("compile_mode")
-        self.net = torch.compile(self.module, mode=self.mode) if self.mode else self.module
-        self.static_batch = bool(self.mode)  # harness: pad Offline's last batch, no recompilation
-        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-        self.dtype = dtypes.get(self.precision)
-        self.resident = False
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            if len(info["shape"]) == 3 and info["shape"][0] > 1:
-                # convolutions in NHWC on tensor cores (the cuDNN fast path for bf16/fp16 convnets)
-                self.module = self.module.to(memory_format=torch.channels_last)
-                if not self.mode:
-                    self.net = self.module
-
-    def stage(self, samples):
-        """On CUDA the samples live in device memory: a host batch of ResNet-50 images (bs 256,
-        256x256x3 fp32: 200 MB) takes longer to copy from pageable memory than the H200 takes to
-        run it. MLPerf's QSL may load its samples anywhere before the timed run; edgebench says so
-        in the knobs (``samples``)."""
-        if self.device.type != "cuda":
-            return samples
-        self.resident = True
-        return self.torch.from_numpy(samples).to(self.device)
-
-    def reference(self, inputs):
-        """Eager fp32 outputs of the same weights on the CPU."""
-        torch = self.torch
-        module = self.module.to("cpu")
-        with torch.inference_mode():
-            out = module(torch.from_numpy(inputs)).float().numpy()
-        self.module = module.to(self.device)
-        if not self.mode:
-            self.net = self.module
-        return out, "torch %s eager fp32 (CPU), same module" % torch.__version__
-
-    def predict(self, x):
-        torch = self.torch
-        with torch.inference_mode():
-            xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x).to(self.device, non_blocking=True)
-            if self.resident and xt.dim() == 4:
-                xt = xt.contiguous(memory_format=torch.channels_last)  # ~50 us for 200 MB on an H200
-            if self.dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.dtype):
-                    out = self.net(xt)
-            else:
-                out = self.net(xt)
-            if self.mode == "reduce-overhead":
-                out = out.clone()  # CUDA graph outputs are overwritten by the next replay
-            return out.float().cpu().numpy()  # the copy waits for the device
-
-    def knobs(self):
-        return {"device": str(self.device), "compile": "torch.compile(mode=%s)" % self.mode if self.mode else "eager",
-                "precision": "autocast %s" % self.dtype if self.dtype is not None else "fp32 (no autocast)",
-                "torch_threads": str(self.torch.get_num_threads()),
-                "samples": "resident on %s before timing" % self.device if self.resident else "host memory"}
-
-    def provider(self):
-        return str(self.device)
-
-    def model_info(self):
-        return {"format": "torch-module", "sha256": self._digest, "size_bytes": self._size,
-                "precision": "fp32", "source": "runner/torch_models.py %s, seed 0" % self.model_name,
-                "quantiser": "", "calibration": ""}
-
-    def devices_used(self):
-        if self.device.type == "cuda":
-            return {"framework": "torch", "kind": "gpu", "devices": [str(self.device)],
-                    "detail": self.torch.cuda.get_device_name(0)}
-        return {"framework": "torch", "kind": "cpu", "devices": ["cpu"], "detail": ""}
-
-
-def _state_digest(module):
-    """sha256 over the parameters and buffers in state_dict order (the weights' identity)."""
-    h = hashlib.sha256()
-    size = 0
-    for name, tensor in module.state_dict().items():
-        data = tensor.detach().cpu().contiguous().numpy().tobytes()
-        h.update(name.encode("utf-8"))
-        h.update(data)
-        size += len(data)
-    return h.hexdigest(), size
 
 
 def make(runtime, settings, precision, artifact, gpus=0, model=None, dataset=None):
