@@ -83,7 +83,12 @@ def error_location(err: Any) -> str:
         return "body.kind"
     if len(parts) >= 2 and parts[0] == "body" and parts[1] in BODY_KINDS:
         parts = parts[2:]
-    return ".".join(parts)
+    # a plain union's member ("workload.dataset.literal['fashion_mnist',...]") is not part of the field
+    return ".".join(p for p in parts if not _UNION_MEMBER.match(p))
+
+
+_UNION_MEMBER = re.compile(r"^(literal|function-(after|before|wrap|plain)|constrained-\w+|nullable|lax-or-strict|"
+                           r"json-or-python|union|tagged-union|chain)\[.*\]$", re.S)
 
 
 _ID = re.compile(IDENTIFIER_PATTERN)
