@@ -43,6 +43,10 @@ def apply_shims():
     Only missing names are added, so on Python 3.6 / numpy 1.14 this is a no-op.
     """
     applied = []
+    # TensorFlow 2 sets TF2_BEHAVIOR=1 in its process's environment at import; a TF 1.13 runner started from
+    # such a process (an agent or a test that imported Keras 3) would run eagerly and fail in tf.placeholder
+    if os.environ.pop("TF2_BEHAVIOR", None) is not None:
+        applied.append("TF2_BEHAVIOR unset")
     import collections.abc
 
     restored = 0

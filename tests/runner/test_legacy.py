@@ -177,6 +177,16 @@ def test_trains_fashion_mnist(venv: str, model: str, tmp_path: Path) -> None:
     assert "DeprecationWarning" not in run.stderr
 
 
+def test_tf1_ignores_the_tf2_behavior_flag_of_its_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorFlow 2 sets TF2_BEHAVIOR=1 in its process at import; a TF 1.13 runner started from such a
+    process (an agent, a test that imported Keras 3) ran eagerly and failed in tf.placeholder (a full CI run)."""
+    monkeypatch.setenv("TF2_BEHAVIOR", "1")
+    job = make_job("keras-tensorflow1", "mlp")
+    run = run_runner("keras-tf1-py36", job, tmp_path)
+    check_training_protocol(run, job)
+    assert "TF2_BEHAVIOR unset" in run.one("hello")["shims"]
+
+
 def test_resnet56_tiny_on_mxnet(tmp_path: Path) -> None:
     venv = "keras-mxnet-py311" if (VENVS / "keras-mxnet-py311").exists() else "keras-mxnet-py36"
     job = make_job("keras-mxnet", "resnet56", workload={"dataset": "cifar10", "samples": 32, "batch_size": 16})
