@@ -13,6 +13,8 @@ ingestion. Migrations are numbered and recorded in schema_migrations.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -115,7 +117,7 @@ class ResultStore(StoreReads):
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA busy_timeout=60000")
-                cur.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cur)
                 cur.close()
         self.migrate()
 
@@ -399,3 +401,27 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
     if res is not None:
         values.update(img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s)
     return values
+
+
+WAL_SWITCH_TIMEOUT_S = 60.0
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock it needs.
+
+    The busy timeout does not cover every case: two connections switching a fresh file at once can each
+    hold a shared lock and want the exclusive one, and SQLite then answers one of them "database is
+    locked" at once instead of waiting (its deadlock rule). A clean CI run hit it in round 13 of the
+    8-process test (tests/controller/test_store_concurrency.py).
+    """
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT_S
+    delay_s = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.25)

@@ -69,3 +69,26 @@ def test_eight_processes_open_a_fresh_store_at_once(tmp_path: Path) -> None:
     finally:
         for b in burners:
             b.kill()
+
+
+def test_the_wal_switch_waits_out_an_immediate_lock_refusal() -> None:
+    """SQLite can refuse the WAL switch at once, busy timeout or not (two fresh-file openers each holding a
+    shared lock): the switch is retried; any other error is not."""
+    import sqlite3
+
+    from edgebench.controller import store as store_mod
+
+    class Cursor:
+        def __init__(self, refusals: int, error: str = "database is locked") -> None:
+            self.refusals, self.error, self.calls = refusals, error, 0
+
+        def execute(self, sql: str) -> None:
+            self.calls += 1
+            if self.calls <= self.refusals:
+                raise sqlite3.OperationalError(self.error)
+
+    cur = Cursor(3)
+    store_mod._switch_to_wal(cur)
+    assert cur.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        store_mod._switch_to_wal(Cursor(1, "disk I/O error"))
