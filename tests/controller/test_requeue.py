@@ -63,7 +63,12 @@ def test_requeue_round_on_a_live_agent(start_agent, controller_cfg, tmp_path) ->
         wait_online(fleet, "rq-box", agents=agents)
         job = build_job({"backend": "sleep", "workload": "fashion-mnist-mlp", "epochs": 2, "steps_per_epoch": 20,
                          "synthetic": True}, "rq-job", "rq-sweep")
-        recorded = ResultStore(f"sqlite:///{FIXTURES / 'compare_store.sqlite'}")
+        # a copy: opening a store migrates it, and the committed fixture must stay as committed
+        import shutil
+
+        copy = tmp_path / "recorded.sqlite"
+        shutil.copy(FIXTURES / "compare_store.sqlite", copy)
+        recorded = ResultStore(f"sqlite:///{copy}")
         busy = next(r for r in recorded.results() if r.job_id == "ab-r02-cpu-2core-00").result()
         recorded.close()
         assert busy is not None and busy.telemetry is not None and busy.telemetry.validity.verdict == "suspect"
