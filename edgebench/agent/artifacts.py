@@ -23,7 +23,6 @@ Every local path comes from the digest; nothing in the job names a path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from edgebench.agent.errors import AgentError
+from edgebench.common.files import sha256_file
 from edgebench.schemas.artifact import ModelArtifactRef
 
 if TYPE_CHECKING:
@@ -95,14 +95,6 @@ class Delivery:
     @property
     def cached(self) -> bool:
         return self.downloaded_bytes == 0
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Artifacts:

@@ -12,7 +12,6 @@ into the job's :class:`~edgebench.schemas.artifact.ModelArtifactRef`.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
+from edgebench.common.files import sha256_file
 from edgebench.controller.errors import ControllerError, ControllerUsageError
 from edgebench.controller.model_files import ModelFacts, inspect
 from edgebench.runner.catalogue import DATASETS
@@ -33,7 +33,6 @@ from edgebench.schemas.base import IDENTIFIER_PATTERN
 if TYPE_CHECKING:
     from edgebench.controller.store import ResultStore
 
-_CHUNK = 1 << 20
 
 models = sa.Table(
     "models", sa.MetaData(),
@@ -90,14 +89,6 @@ class ModelEntry:
                 f"{self.input_dtype} {self.layout}", "classes": self.classes, "dataset": self.dataset or "synthetic",
                 "detail": self.detail, "added_by": self.added_by,
                 "added_at": self.added_at.isoformat() if self.added_at else None}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_artifact_dir() -> Path:
