@@ -193,6 +193,39 @@ def test_devices_watch_off_a_terminal_prints_a_line_per_change(start_agent, cont
     assert line.split("\t")[1] == "online"
 
 
+
+def test_devices_watch_prints_a_change_but_not_a_status_that_only_has_a_newer_time(capsys) -> None:  # type: ignore[no-untyped-def]
+    """The agent re-sends its retained status periodically and after every reconnect:
+    those are not changes, a job starting is."""
+    from datetime import datetime, timedelta, timezone
+    from io import StringIO
+
+    from rich.console import Console
+
+    from edgebench.common.console import Output
+    from edgebench.controller.commands.devices import _watch
+    from edgebench.schemas import AgentStatus
+
+    t0 = datetime.now(timezone.utc)
+    sends = [AgentStatus(device_id="box1", fleet="f", online=True, at=t0),
+             AgentStatus(device_id="box1", fleet="f", online=True, at=t0 + timedelta(seconds=60)),
+             AgentStatus(device_id="box1", fleet="f", online=True, at=t0 + timedelta(seconds=61), busy_job_id="j1"),
+             AgentStatus(device_id="box1", fleet="f", online=True, at=t0 + timedelta(seconds=62), busy_job_id="j1")]
+
+    class Fleet:
+        statuses: dict[str, AgentStatus] = {}
+
+        def pump(self, _timeout: float) -> None:
+            self.statuses["box1"] = sends.pop(0) if sends else self.statuses["box1"]
+
+    buf = StringIO()
+    _watch(Fleet(), Output(console=Console(file=buf, force_terminal=False)), "f", duration=0.05)  # type: ignore[arg-type]
+    while sends:  # a slow machine may not have pumped all four in 50 ms
+        _watch(Fleet(), Output(console=Console(file=buf, force_terminal=False)), "f", duration=0.05)  # type: ignore[arg-type]
+    lines = buf.getvalue().splitlines()
+    assert len(lines) >= 1 and lines[0].startswith("box1\t")
+
+
 # -- read-only commands, version, help, extras ---------------------------------------------------------
 
 

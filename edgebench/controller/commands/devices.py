@@ -91,12 +91,15 @@ def _watch(fleet: FleetClient, out: Output, fleet_name: str, duration: float | N
                 fleet.pump(0.5)
                 live.update(_table(fleet.statuses, fleet_name))
         return
-    # off a terminal: one line (or one JSON object) per status that changed
-    seen: dict[str, tuple[bool, str | None, int, datetime]] = {}
+    # off a terminal: one line (or one JSON object) per status that changed. A
+    # status re-sent with nothing but a newer time stamp is no change: printing
+    # it would make every periodic status (and every re-announcement after a
+    # reconnect) look like an event to a script reading the lines.
+    seen: dict[str, str] = {}
     while running():
         fleet.pump(0.5)
         for s in sorted(fleet.statuses.values(), key=lambda s: s.device_id):
-            key = (s.online, s.busy_job_id, s.queue_length, s.at)
+            key = s.model_dump_json(exclude={"at"})
             if seen.get(s.device_id) == key:
                 continue
             seen[s.device_id] = key
