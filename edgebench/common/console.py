@@ -27,6 +27,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgebench.common import jsonout
+
 # C0 and C1 control characters, DEL, and the Unicode bidirectional overrides
 # (U+202A-U+202E, U+2066-U+2069), which can make a line read differently from
 # the bytes it holds.
@@ -84,7 +86,7 @@ class Output:
 
     def json(self, doc: object) -> None:
         """The one JSON document of a ``--json`` command (datetimes and paths as strings)."""
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        sys.stdout.write(jsonout.dumps(doc, default=str) + "\n")
         sys.stdout.flush()
 
     def print(self, message: str) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgebench.common import jsonout
 from edgebench.common.console import Column
 from edgebench.controller.commands._options import (
     BackendFilterOpt,
@@ -91,7 +91,7 @@ def show(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="Job id.
             "outcome": r.outcome, "error_type": r.error_type, "reason": r.reason,
             "result": res.model_dump(mode="json") if res else None,
         })
-    print(json.dumps({"results": shown, "events": events}, indent=2))
+    print(jsonout.dumps({"results": shown, "events": events}))
 
 
 @app.command("export", epilog="Example: controller results export --format parquet --out results.parquet")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from edgebench.common import jsonout
 from edgebench.controller.compare import CellComparison, Comparison
 from edgebench.controller.groups import CellKey, DeviceGroup
 from edgebench.controller.history import History, Series, Shift
@@ -166,7 +166,7 @@ def comparison_json(comp: Comparison, fail_pct: float | None = None) -> str:
         "regressions": [c.key.label() for c in comp.regressions(fail_pct)] if fail_pct is not None else None,
         "excluded_suspect": comp.excluded_suspect, "cells": cells,
     }
-    return json.dumps(doc, indent=2, allow_nan=False, default=str)
+    return jsonout.dumps(doc, allow_nan=False, default=str)
 
 
 def _group_json(g: DeviceGroup) -> dict[str, str | None]:
@@ -292,4 +292,4 @@ def history_json(hist: History) -> str:
                                 "ratio": sh.ratio, "p": sh.p, "regression": sh.regression,
                                 "changes": list(sh.changes)} for sh in s.shifts]} for s in hist.series],
     }
-    return json.dumps(doc, indent=2, allow_nan=False)
+    return jsonout.dumps(doc, allow_nan=False)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 from datetime import datetime
 from typing import Any
 
+from edgebench.common import jsonout
 from edgebench.controller.render import format as f
 from edgebench.controller.render.table import Table
 from edgebench.controller.report import Cell, Report
@@ -107,4 +107,4 @@ def render_json(report: Report) -> str:
         "notes": report.notes,
         "flag_meanings": f.FLAG_MEANINGS,
     }
-    return json.dumps(_plain(doc), indent=2, allow_nan=False)
+    return jsonout.dumps(_plain(doc), allow_nan=False)
