@@ -93,6 +93,8 @@ class Cell:
     cpu_pct: float | None = None  # runner process tree, % of one core
     rss_peak_bytes: int | None = None
     data_source: str | None = None
+    # where the framework itself says the job ran (Result.devices_used), e.g. "jax gpu: cuda:0"
+    ran_on: str | None = None
     libraries: dict[str, str] = field(default_factory=dict)
     # the validity record's verdict (None: recorded before it existed) and why
     verdict: str | None = None
@@ -169,6 +171,15 @@ def variant_label(data_format: str | None, compiled: bool | None) -> str:
     return "".join(f" · {p}" for p in parts)
 
 
+def ran_on_text(res: Result) -> str | None:
+    """The framework's own account of its devices, short: ``jax gpu: cuda:0``; None before it was recorded."""
+    used = res.devices_used
+    if used is None:
+        return None
+    devices = ", ".join(used.devices[:8]) + (f" +{len(used.devices) - 8}" if len(used.devices) > 8 else "")
+    return f"{used.framework} {used.kind}" + (f": {devices}" if devices else "")
+
+
 def figure_ci95(repeats: list[float], blocks: list[float]) -> float | None:
     """Half-width of the 95 % interval of the figure: over repeats, else over one run's blocks."""
     if len(repeats) >= 2:
@@ -243,6 +254,7 @@ def make_cell(r: ResultRow, res: Result | None, variant: str = "") -> Cell:
         cpu_pct=tel.cpu_pct.mean if tel and tel.cpu_pct else None,
         rss_peak_bytes=tel.rss_bytes_peak if tel else None,
         data_source=res.data_source,
+        ran_on=ran_on_text(res),
         libraries=dict(res.fingerprint.libraries),
         verdict=validity.verdict if validity else None,
         validity_reasons=tuple(validity.reasons) if validity else (),

@@ -145,6 +145,7 @@ MEASURES = [
            suffix=lambda c: PREALLOC_MARK if preallocates(c) else ""),
     Column("cpu_pct", "CPU %", lambda c: c.cpu_pct, _f(lambda v: fmt_num(v, 0))),
     Column("rss_peak_bytes", "RSS GiB", lambda c: c.rss_peak_bytes, _f(fmt_gib)),
+    Column("ran_on", "ran on", lambda c: c.ran_on, numeric=False),
     Column("verdict", "validity", lambda c: c.verdict or MISSING, numeric=False),
     Column("flags", "flags", lambda c: ", ".join(c.flags), numeric=False),
 ]
@@ -152,7 +153,7 @@ MEASURES = [
 # The per-device detail table (the device is the section's heading; the CSV has every column).
 DETAIL_KEYS = ("workload", "backend", "batch_size", "precision", "gpus", "img_per_s", "img_per_s_ci95",
                "ci_basis", "ratio", "gpu_util_pct", "sm_clock_mhz", "power_w", "energy_j_per_img",
-               "peak_gpu_mem_bytes", "cpu_pct", "flags")
+               "peak_gpu_mem_bytes", "cpu_pct", "ran_on", "flags")
 DETAIL = [c for k in DETAIL_KEYS for c in (*IDENTITY, *MEASURES) if c.key == k]
 
 
