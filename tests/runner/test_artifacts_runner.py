@@ -1,5 +1,5 @@
 """A user's model in the runner (issue 19): ONNX on two runtimes under LoadGen with ONNX Runtime as the
-equivalence reference, .keras trained on keras-jax and keras-torch on synthetic data of its input
+equivalence reference, .keras trained on keras-jax, keras-torch and keras-tensorflow on synthetic data of its input
 signature, and safe mode's refusal of a Lambda layer. The files enter the model cache the way the
 agent puts them there (agent/artifacts.py, shared-directory delivery)."""
 
@@ -26,6 +26,7 @@ needs = {
     "openvino": ("openvino", "mlperf_loadgen", "onnxruntime"),
     "keras-jax": ("keras", "jax"),
     "keras-torch": ("keras", "torch"),
+    "keras-tensorflow": ("keras", "tensorflow"),
 }
 
 
@@ -79,7 +80,7 @@ def test_user_onnx_under_loadgen(backend: str, tmp_path: Path) -> None:
     assert of_type(messages, "data")[0]["source"] == "synthetic"
 
 
-@pytest.mark.parametrize("backend", [_param("keras-jax"), _param("keras-torch")])
+@pytest.mark.parametrize("backend", [_param("keras-jax"), _param("keras-torch"), _param("keras-tensorflow")])
 def test_user_keras_trains(backend: str, tmp_path: Path) -> None:
     model = make_keras(tmp_path / "tiny.keras")
     _, doc = _delivered(tmp_path, model, "keras", (8, 8, 1), "NHWC")
