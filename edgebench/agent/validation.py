@@ -66,9 +66,6 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
     if job.precision.value != "fp32" and (ref.format == "keras" or job.backend.value == "onnxruntime"):
         # the file's own dtypes decide: no fp16/bf16/int8 variant is made from a user's model yet
         raise Rejection(f"a user's {ref.format} model runs fp32 on {job.backend.value}", "precision")
-    if info.executor == "docker":
-        raise Rejection("the docker executor does not mount the model cache yet: run this backend with the "
-                        "local executor", "model_artifact")
     wl = job.workload
     if wl.dataset != "artifact-input":
         shape = tuple(cast("tuple[int, ...]", DATASETS[wl.dataset]["shape"]))  # plain data (runner/catalogue.py)

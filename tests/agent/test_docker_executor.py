@@ -120,6 +120,55 @@ def test_sleep_job_through_jobrun(jax_image, tmp_path) -> None:  # noqa: F811
     assert fp.container_image == jax_image.tag and fp.container_digest == jax_image.image_id  # a local build: its id
 
 
+@pytest.mark.docker
+@pytest.mark.slow
+def test_users_keras_model_trains_in_a_runner_container(jax_image, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """A user's .keras file, delivered into the agent's cache (a shared directory here), mounted
+    read-only into the runner container: its own digest's directory and nothing else of the cache."""
+    import shutil
+
+    from edgebench.agent.artifacts import Artifacts
+    from edgebench.agent.validation import check_job
+    from edgebench.controller.plan import build_job
+    from edgebench.schemas.artifact import ModelArtifactRef
+    from tests.artifact_models import make_keras, ref_doc
+
+    model = make_keras(tmp_path / "tiny.keras")
+    shared = tmp_path / "share"
+    (shared / "sha256").mkdir(parents=True)
+    ref = ModelArtifactRef.model_validate(ref_doc(model, "keras", kind="directory", shape=(8, 8, 1), layout="NHWC"))
+    shutil.copy(model, shared / "sha256" / ref.digest)
+    other = Artifacts(tmp_path / "state" / "models", shared_dir=shared)
+    job = build_job({"backend": "keras-jax", "model": "tiny", "samples": 256, "batch_size": 16, "epochs": 2},
+                    "j-docker-user-model", None, lambda _ref, _job: (ref, None))
+    ex = _executor(jax_image.tag, tmp_path)
+    check_job(job, {"keras-jax": ex.probe("keras-jax")}, gpu_count=0)  # no longer refused for docker
+    run = JobRun(job=job, attempt=1, device_id="box", executor=ex, job_dir=tmp_path / "state" / "jobs" / "j-um",
+                 dataset_root=tmp_path / "no-datasets", fingerprint=lambda libs: _fingerprint(libs),
+                 on_progress=lambda p: None, env={"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"},
+                 artifacts=other)
+    (tmp_path / "state" / "models" / "sha256" / ("0" * 64)).mkdir(parents=True)  # another model: not mounted
+    from docker.models.containers import ContainerCollection
+
+    created: list[dict[str, object]] = []
+    real_create = ContainerCollection.create
+
+    def create(self: object, *args: object, **kwargs: object) -> object:
+        created.append(kwargs)
+        return real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ContainerCollection, "create", create)  # the real engine, its arguments recorded
+    outcome = run.run()
+    assert outcome.state is JobState.SUCCEEDED, (outcome.reason, outcome.log_tail)
+    assert outcome.result is not None and outcome.result.summary.window_img_per_s > 0
+    assert outcome.result.job.model_artifact is not None and outcome.result.job.model_artifact.digest == ref.digest
+    [kwargs] = created
+    mounts = {m["Target"]: m for m in kwargs["mounts"]}  # type: ignore[attr-defined]
+    assert {t for t in mounts if t.startswith("/edgebench/models")} == {f"/edgebench/models/sha256/{ref.digest}"}
+    assert mounts[f"/edgebench/models/sha256/{ref.digest}"]["ReadOnly"] is True
+    assert kwargs["environment"]["EDGEBENCH_MODEL_CACHE"] == "/edgebench/models"  # type: ignore[index]
+
+
 def _fingerprint(libraries: dict[str, str]):  # type: ignore[no-untyped-def]
     from edgebench.agent.fingerprint import machine_fingerprint
 

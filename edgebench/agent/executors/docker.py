@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 JOB_MOUNT = "/edgebench/job"
 DATASET_MOUNT = "/edgebench/datasets"
+MODEL_MOUNT = "/edgebench/models"  # the job's own model file, and nothing else of the cache (docs/MODELS.md)
+MODEL_CACHE_ENV = "EDGEBENCH_MODEL_CACHE"
 RUNNER_PATH = "/opt/edgebench"  # where the images put the runner package (images/*/Dockerfile*)
 # Set by `controller deploy` on the agent container: its own name, for path translation.
 SELF_CONTAINER_ENV = "EDGEBENCH_AGENT_CONTAINER"
@@ -244,10 +246,7 @@ class DockerExecutor(Executor):
 
         # The runner runs as the image's unprivileged user and only reads the
         # job directory; the agent may have created it private (0700).
-        job_dir.chmod(0o755)
-        for entry in job_dir.iterdir():
-            if entry.is_file():
-                entry.chmod(0o644)
+        _readable(job_dir)
 
         device_requests, gpu_env = gpu_request(env)
         container_env = {**self.cfg.env, **env, **gpu_env, "PYTHONUNBUFFERED": "1"}
@@ -256,6 +255,15 @@ class DockerExecutor(Executor):
         mounts = [Mount(JOB_MOUNT, self.host_path(job_dir), type="bind", read_only=True)]
         if dataset_root.is_dir():
             mounts.append(Mount(DATASET_MOUNT, self.host_path(dataset_root), type="bind", read_only=True))
+        if env.get(MODEL_CACHE_ENV):
+            # a user's model (JobRun verified it and holds it in the cache): only its own
+            # digest's directory is mounted, read-only, where the runner's cache looks
+            digest = job_model_digest(job_dir)
+            model_dir = Path(env[MODEL_CACHE_ENV]) / "sha256" / digest
+            _readable(model_dir)
+            mounts.append(Mount(f"{MODEL_MOUNT}/sha256/{digest}", self.host_path(model_dir), type="bind",
+                                read_only=True))
+            container_env[MODEL_CACHE_ENV] = MODEL_MOUNT
         name = "edgebench-runner-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_dir.name)[:100]
         self._remove_named(name)
         try:
@@ -360,3 +368,25 @@ def _container_id_from_mountinfo() -> str | None:
     except OSError:
         pass
     return None
+
+
+def _readable(directory: Path) -> None:
+    """Let the image's unprivileged user read a directory the agent may have made private
+    (its files too: a downloaded model is written through mkstemp, 0600)."""
+    directory.chmod(0o755)
+    for entry in directory.iterdir():
+        if entry.is_file():
+            entry.chmod(0o644)
+
+
+def job_model_digest(job_dir: Path) -> str:
+    """The sha256 of the job's model, from the job file the agent wrote from a validated JobSpec."""
+    import json
+
+    try:
+        digest = json.loads((job_dir / "job.json").read_text())["model_artifact"]["digest"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExecutorError(f"the job file names no model artifact: {exc}") from None
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise ExecutorError("the job's model_artifact.digest is not a sha256 digest")
+    return digest
