@@ -380,13 +380,14 @@ def _readable(directory: Path) -> None:
 
 
 def job_model_digest(job_dir: Path) -> str:
-    """The sha256 of the job's model, from the job file the agent wrote from a validated JobSpec."""
+    """The sha256 of the job's model, from the job file the agent wrote from a validated JobSpec
+    (validated again by the wire contract's own ModelArtifactRef: a digest, never a path)."""
     import json
 
+    from edgebench.schemas.artifact import ModelArtifactRef
+
     try:
-        digest = json.loads((job_dir / "job.json").read_text())["model_artifact"]["digest"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExecutorError(f"the job file names no model artifact: {exc}") from None
-    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-        raise ExecutorError("the job's model_artifact.digest is not a sha256 digest")
-    return digest
+        ref = ModelArtifactRef.model_validate(json.loads((job_dir / "job.json").read_text())["model_artifact"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ExecutorError(f"the job file names no valid model artifact: {exc}") from None
+    return ref.digest
