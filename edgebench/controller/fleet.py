@@ -30,6 +30,7 @@ from edgebench.schemas import (
     Envelope,
     JobEvent,
     JobSpec,
+    JobState,
     ReplayRequest,
     topics,
 )
@@ -271,21 +272,44 @@ class FleetClient:
         """Pump until every (job_id, device_id) in keys is terminal; return those still open."""
         deadline = time.monotonic() + timeout_s
         open_keys = set(keys)
+        assert self.store is not None, "waiting for results needs a store"
+        store = self.store
+        terminal = {s.value for s in TERMINAL_STATES}
 
         def handle(ev: JobEvent, new: bool) -> None:
-            if ev.state in TERMINAL_STATES:
-                open_keys.discard((ev.job_id, ev.device_id))
+            key = (ev.job_id, ev.device_id)
+            # the job is over when the store says so: a terminal event can also be an answer the store
+            # turned into a new dispatch ("never received"), or one it kept aside
+            if ev.state in TERMINAL_STATES and key in open_keys and store.job_states({key}).get(key, "") in terminal:
+                open_keys.discard(key)
             if on_event:
                 on_event(ev, new)
 
         # events may have been ingested by another collector already
-        assert self.store is not None, "waiting for results needs a store"
-        for key, state in self.store.job_states(open_keys).items():
-            if state in {s.value for s in TERMINAL_STATES}:
+        for key, state in store.job_states(open_keys).items():
+            if state in terminal:
                 open_keys.discard(key)
+        # Devices not online when waiting began. A broker keeps jobs only for a device that has a
+        # persistent session, so jobs sent to one that has never connected (an agent still starting) are
+        # gone. When such a device announces itself, its agent is asked about the jobs it has not taken
+        # (a replay request): it answers "never received" and ingestion sends them again.
+        absent = {d for _, d in open_keys if not (self.statuses.get(d) and self.statuses[d].online)}
         while open_keys and time.monotonic() < deadline:
             self.pump(0.2, handle)
+            for device_id in [d for d in absent if self.statuses.get(d) and self.statuses[d].online]:
+                absent.discard(device_id)
+                self._ask_about_untaken(device_id, {k for k in open_keys if k[1] == device_id})
         return open_keys
+
+    def _ask_about_untaken(self, device_id: str, keys: set[tuple[str, str]]) -> None:
+        """Send a replay request for the jobs of ``keys`` still only DISPATCHED (no event from the agent)."""
+        assert self.store is not None
+        states = self.store.job_states(keys)
+        untaken = sorted(j for (j, _), state in states.items() if state == JobState.DISPATCHED.value)
+        if untaken:
+            log.info("%s announced itself with %d job(s) it has not acknowledged: asking it about them",
+                     device_id, len(untaken))
+            self.replay(device_id, untaken)
 
 
 def _hostname() -> str:

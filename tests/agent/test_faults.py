@@ -171,6 +171,25 @@ def test_jobs_sent_while_the_agent_is_offline_reach_it(start_agent, private_mosq
             assert w.wait_for(job_id, TERMINAL, 60, agent).state == JobState.SUCCEEDED
 
 
+def test_jobs_sent_before_a_new_agent_first_connects_run_when_it_announces_itself(start_agent, private_mosquitto,
+                                                                                   fleet, tmp_path):
+    """A broker queues jobs only for a client with a persistent session: jobs dispatched to an agent that has
+    never connected (one still starting, as on the H200 run of 2026-12-02, where all 8 were lost) are dropped.
+    Waiting for them, the controller asks the agent about them once it announces itself; the agent answers
+    "never received" and ingestion sends them again."""
+    cfg = _private_cfg(private_mosquitto, fleet, tmp_path)
+    store = ResultStore(cfg.store_url)
+    with FleetClient(cfg, store) as fc:
+        Watcher(fc).dispatch("box-new", sleep_job("j-early-1"), sleep_job("j-early-2"))
+        agent = start_agent("box-new", broker_url=private_mosquitto.url)
+        left = fc.wait({("j-early-1", "box-new"), ("j-early-2", "box-new")}, 90)
+        assert left == set(), agent.log()[-3000:]
+    for job_id in ("j-early-1", "j-early-2"):
+        [row] = store.results(job_id=job_id)
+        assert row.outcome == "OK", row.reason
+    assert "never received" in agent.log()
+
+
 def test_stale_jobs_lapse(start_agent, private_mosquitto, fleet, tmp_path):
     cfg = _private_cfg(private_mosquitto, fleet, tmp_path)
     agent = start_agent("box1", broker_url=private_mosquitto.url)

@@ -187,8 +187,11 @@ def absent_targets(device_ids: list[str], statuses: dict[str, AgentStatus], stor
         status = statuses.get(d) or known.get(d)
         waits = f"its jobs wait in the broker for up to {expiry_s / 3600:g} h"
         if status is None:
+            # a broker queues jobs only for a client that has a persistent session, i.e. has connected before
             warnings.append(f"device {markup(d)} has never announced itself in fleet {markup(fleet)} "
-                            f"(a typo, or another fleet?); {waits}")
+                            f"(a typo, another fleet, or an agent still starting?); its jobs wait in the broker "
+                            f"only if it has connected to it before (up to {expiry_s / 3600:g} h); under --wait "
+                            f"it is asked about them again when it announces itself")
         elif not status.online or d not in statuses:
             ago = (now - status.at).total_seconds()
             warnings.append(f"device {markup(d)} is offline (last seen {status.at:%Y-%m-%d %H:%M:%S} UTC, "
