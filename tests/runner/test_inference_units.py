@@ -280,3 +280,78 @@ def test_offline_batches_index_staged_samples_of_every_framework(tmp_path: Path,
                       str(tmp_path / kind), {"samples_per_s": 8000})
     s = LoadGenSummary.model_validate(raw, strict=False)
     assert s.valid and not s.invalid_reason and rt.samples >= s.sample_count > 4, (s.invalid_reason, rt.samples)
+
+
+def test_offline_batches_are_gathered_when_the_runtime_asks() -> None:
+    """Offline's batches are gathered one at a time as the runtime takes them (all at once, a ResNet-50 224x224
+    query on an H200 would hold ~48 GB and spend its gathering before the first batch ran)."""
+    gathered: list[list[int]] = []
+
+    def gather(idx: list[int]) -> list[int]:
+        gathered.append(idx)
+        return idx
+
+    batches = harness.Batches([[0, 1], [2, 3], [4]], gather)
+    assert batches.lengths == [2, 2, 1] and len(batches) == 3 and gathered == []
+    it = iter(batches)
+    assert next(it) == [0, 1] and gathered == [[0, 1]]
+    assert batches[2] == [4] and list(it) == [[2, 3], [4]]
+
+
+def test_offline_hands_the_runtime_lazy_batches_of_the_whole_query(tmp_path: Path) -> None:
+    seen: dict[str, object] = {}
+
+    class Recording(SleepRuntime):
+        def predict_many(self, batches, done):  # type: ignore[no-untyped-def]
+            seen["lengths"] = list(batches.lengths)
+            super().predict_many(batches, done)
+
+    s, rt = _run(tmp_path, "offline", {"min_duration_ms": 200}, runtime=Recording())
+    assert s.valid, s.invalid_reason
+    assert sum(seen["lengths"]) == s.sample_count == rt.samples  # type: ignore[arg-type]
+
+
+def test_a_compiled_runtime_sees_the_reference_batch_in_the_jobs_own_shape() -> None:
+    """Equivalence must compile nothing the timed run does not use: a static_batch runtime gets the reference
+    batch in chunks of the job's batch size, the last padded (the H200's torch.compile runs saw a second shape
+    and recompiled a dynamic graph that ran below eager)."""
+    from edgebench.runner.inference.run import predict_reference
+
+    class Compiled:
+        static_batch = True
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            self.sizes.append(len(x))
+            return x[:, :2] * 2
+
+    ref = np.arange(16 * 3, dtype="float32").reshape(16, 3)
+    for bs, calls in ((1, [1] * 16), (8, [8, 8]), (5, [5, 5, 5, 5]), (256, [256])):
+        rt = Compiled()
+        out = predict_reference(rt, ref, bs)
+        assert rt.sizes == calls and np.array_equal(out, ref[:, :2] * 2), bs
+
+    eager = SleepRuntime()
+    assert predict_reference(eager, ref, 256).shape == (16, 2) and eager.calls == 1  # no padding needed
+
+
+def test_torch_offline_on_cuda_queues_the_next_batch_before_copying_the_last_back() -> None:
+    """The torch runtime keeps one batch in flight on CUDA: launch k+1, then fetch k (the host's dispatch overlaps
+    the device's work); every batch is fetched and reported complete, in order."""
+    pytest.importorskip("torch")
+    from edgebench.runner.inference.torch_runtime import TorchModule
+
+    events: list[str] = []
+    rt = TorchModule({}, "bf16", None, gpus=1, model="resnet50", dataset="imagenet")
+
+    class Cuda:
+        type = "cuda"
+
+    rt.device = Cuda()
+    rt._launch = lambda x: events.append(f"launch {x}") or x  # type: ignore[method-assign]
+    rt._fetch = lambda out: events.append(f"fetch {out}")  # type: ignore[method-assign]
+    rt.predict_many([0, 1, 2], lambda k: events.append(f"done {k}"))
+    assert events == ["launch 0", "launch 1", "fetch 0", "done 0", "launch 2", "fetch 1", "done 1",
+                      "fetch 2", "done 2"]

@@ -166,16 +166,18 @@ class OpenVino(Runtime):
 
         if not batches:
             return
-        sizes = set(len(b) for b in batches)
-        main = max(sizes, key=lambda s: sum(1 for b in batches if len(b) == s))
+        lengths = getattr(batches, "lengths", None) or [len(b) for b in batches]
+        main = max(set(lengths), key=lengths.count)
         compiled, _ = self._compiled(main)
         n_req = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         pool = ov.AsyncInferQueue(compiled, n_req)
         pool.set_callback(lambda request, k: done(k))
         rest = []
-        for k, x in enumerate(batches):
-            if len(x) == main:
-                pool.start_async({0: x}, userdata=k, share_inputs=True)
+        alive = []  # share_inputs=True: each batch must outlive its request
+        for k, n in enumerate(lengths):
+            if n == main:
+                alive.append(batches[k])
+                pool.start_async({0: alive[-1]}, userdata=k, share_inputs=True)
             else:
                 rest.append(k)
         pool.wait_all()

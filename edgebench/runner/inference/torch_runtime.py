@@ -44,7 +44,10 @@ class TorchModule(Runtime):
         self._digest, self._size = _state_digest(self.module)
         self.module = self.module.to(self.device)
         self.mode = self.settings.get("compile_mode")
-        self.net = torch.compile(self.module, mode=self.mode) if self.mode else self.module
+        # dynamic=False: one static graph per batch shape. With automatic dynamic shapes, the second shape
+        # seen (the equivalence batch, then the job's) made torch recompile a symbolic-shape graph, and the
+        # H200's compiled Offline runs read 686 and 1,129 samples/s against eager's 6,624 (2026-12-02)
+        self.net = torch.compile(self.module, mode=self.mode, dynamic=False) if self.mode else self.module
         self.static_batch = bool(self.mode)  # harness: pad Offline's last batch, no recompilation
         dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
         self.dtype = dtypes.get(self.precision)
@@ -78,7 +81,8 @@ class TorchModule(Runtime):
             self.net = self.module
         return out, "torch %s eager fp32 (CPU), same module" % torch.__version__
 
-    def predict(self, x):
+    def _launch(self, x):
+        """Queue one batch on the device; its outputs, not yet copied back."""
         torch = self.torch
         with torch.inference_mode():
             xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x).to(self.device, non_blocking=True)
@@ -91,10 +95,39 @@ class TorchModule(Runtime):
                 out = self.net(xt)
             if self.mode == "reduce-overhead":
                 out = out.clone()  # CUDA graph outputs are overwritten by the next replay
+            return out
+
+    def _fetch(self, out):
+        with self.torch.inference_mode():
             return out.float().cpu().numpy()  # the copy waits for the device
 
+    def predict(self, x):
+        return self._fetch(self._launch(x))
+
+    def predict_many(self, batches, done):
+        """Offline on CUDA: batch k+1 is queued on the device before batch k's outputs are copied back
+        (one batch in flight, as OpenVINO's async queue keeps several), so the host's dispatch of the next
+        batch overlaps the device's work on this one. Each batch is reported complete once its outputs
+        are on the host."""
+        if self.device.type != "cuda":
+            Runtime.predict_many(self, batches, done)
+            return
+        pending = None
+        for k, x in enumerate(batches):
+            out = self._launch(x)
+            if pending is not None:
+                self._fetch(pending[1])
+                done(pending[0])
+            pending = (k, out)
+        if pending is not None:
+            self._fetch(pending[1])
+            done(pending[0])
+
     def knobs(self):
-        return {"device": str(self.device), "compile": "torch.compile(mode=%s)" % self.mode if self.mode else "eager",
+        return {"device": str(self.device),
+                "compile": "torch.compile(mode=%s, dynamic=False)" % self.mode if self.mode else "eager",
+                "offline_pipeline": "one batch in flight (next queued before the last is copied back)"
+                if self.device.type == "cuda" else "sequential",
                 "precision": "autocast %s" % self.dtype if self.dtype is not None else "fp32 (no autocast)",
                 "torch_threads": str(self.torch.get_num_threads()),
                 "samples": "resident on %s before timing" % self.device if self.resident else "host memory"}
