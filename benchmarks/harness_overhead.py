@@ -44,11 +44,15 @@ def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> N
     raise SystemExit("agent did not come online")
 
 
-def runner_result(spec_path: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """`python -m runner` on the job file, as the agent starts it but alone; its result message."""
+def runner_result(spec_path: Path, env: dict[str, str], tmp: Path,
+                  stderr_to: Path | None = None) -> dict[str, Any]:
+    """`python -m runner` on the job file, as the agent starts it but alone; its result message
+    (its stderr kept in ``stderr_to`` when given)."""
     out = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(spec_path),
                           "--dataset-root", str(tmp)],
                          capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
+    if stderr_to is not None:
+        stderr_to.write_text(out.stderr)
     for line in out.stdout.splitlines():
         msg: dict[str, Any] = json.loads(line)
         if msg.get("type") == "result":
@@ -84,10 +88,12 @@ def write_job_file(job: JobSpec, tmp: Path) -> Path:
     return path
 
 
-def run_bare(spec_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    """benchmarks/bare_loop.py on the job file: its JSON line."""
+def run_bare(spec_path: Path, env: dict[str, str], stderr_to: Path | None = None) -> dict[str, Any]:
+    """benchmarks/bare_loop.py on the job file: its JSON line (its stderr kept in ``stderr_to`` when given)."""
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"), str(spec_path)],
                          capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
+    if stderr_to is not None:
+        stderr_to.write_text(out.stderr)
     if out.returncode != 0:
         raise SystemExit(f"the bare loop failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])

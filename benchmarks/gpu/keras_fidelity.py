@@ -66,16 +66,18 @@ def main() -> None:
     report: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "machine": platform.node(), "case": case, "rounds": rounds, "skipped": [],
                               "arms": {}, "single": {}}
-    arms = ("agent-device", "bare-device", "agent-host", "bare-host")
+    # EB_ARMS: which arms run each round (the runner arm splits the agent's cost from the runner's)
+    arms = tuple(os.environ.get("EB_ARMS", "agent-device,runner-device,bare-device,agent-host,bare-host").split(","))
     rates: dict[str, list[float]] = {a: [] for a in arms}
+    epochs: dict[str, list[list[float]]] = {a: [] for a in arms}  # per round: every epoch's img/s
 
     def left() -> float:
         return budget_s - (time.monotonic() - t_start)
 
     def save() -> None:
         report["elapsed_s"] = time.monotonic() - t_start
-        report["arms"] = {a: {"img_per_s": v, "median": statistics.median(v) if v else None}
-                          for a, v in rates.items()}
+        report["arms"] = {a: {"img_per_s": v, "median": statistics.median(v) if v else None,
+                              "epoch_img_per_s": epochs[a]} for a, v in rates.items()}
         (out / "keras_fidelity.json").write_text(json.dumps(report, indent=2))
         (out / "keras_fidelity.md").write_text(markdown(report))
 
@@ -93,13 +95,22 @@ def main() -> None:
             for arm in order:
                 where, input_ = arm.split("-")
                 # a job id per arm and input: the agent answers a repeated id with the stored result
-                job = jobs[input_]["agent" if where == "agent" else "bare"].model_copy(
+                job = jobs[input_]["bare" if where == "bare" else where].model_copy(
                     update={"job_id": f"fidelity-{rnd}-{arm}"})
                 if where == "agent":
                     rate = fleet.run(job, timeout_s=900)
+                    [row] = fleet.store.results(job_id=job.job_id)
+                    per_epoch = [e["img_per_s"] for e in json.loads(row.result_json or "{}")["runs"][0]["epochs"]]
+                elif where == "runner":
+                    result = ho.runner_result(ho.write_job_file(job, tmp), env, tmp,
+                                              stderr_to=tmp / f"{arm}-{rnd}.stderr")
+                    rate = float(result["runs"][0]["throughput"]["window_img_per_s"])
+                    per_epoch = [e["img_per_s"] for e in result["runs"][0]["epochs"]]
                 else:
-                    rate = ho.run_bare(ho.write_job_file(job, tmp), env)["window_img_per_s"]
+                    bare = ho.run_bare(ho.write_job_file(job, tmp), env, stderr_to=tmp / f"{arm}-{rnd}.stderr")
+                    rate, per_epoch = bare["window_img_per_s"], bare["epoch_img_per_s"]
                 rates[arm].append(rate)
+                epochs[arm].append([round(r, 1) for r in per_epoch])
                 print(f"round {rnd + 1} {arm:12s} {rate:10.1f} img/s ({left():.0f} s left)", flush=True)
                 save()
             last_round_s = time.monotonic() - t_round
@@ -151,10 +162,15 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{'' if med is None else f'{med:,.0f}'} |")
     arms = report["arms"]
     for input_ in ("device", "host"):
-        a, b = arms[f"agent-{input_}"]["median"], arms[f"bare-{input_}"]["median"]
-        if a and b:
-            lines.append(f"\nagent / bare, input {input_}: **{a / b:.3f}**")
-    if arms["agent-device"]["median"] and arms["agent-host"]["median"]:
+        for where in ("agent", "runner"):
+            a = (arms.get(f"{where}-{input_}") or {}).get("median")
+            b = (arms.get(f"bare-{input_}") or {}).get("median")
+            if a and b:
+                lines.append(f"\n{where} / bare, input {input_}: **{a / b:.3f}**")
+    for arm, v in arms.items():
+        for rnd, per_epoch in enumerate(v.get("epoch_img_per_s") or []):
+            lines.append(f"\n{arm} round {rnd + 1} epochs: {', '.join(f'{r:,.0f}' for r in per_epoch)}")
+    if (arms.get("agent-device") or {}).get("median") and (arms.get("agent-host") or {}).get("median"):
         lines.append(f"\ndevice / host input through the agent: "
                      f"{arms['agent-device']['median'] / arms['agent-host']['median']:.3f}")
     lines += ["", "| single run (runner alone) | img/s | batches |", "|---|---:|---:|"]

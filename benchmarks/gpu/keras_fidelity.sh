@@ -21,6 +21,9 @@ mkdir -p "$OUT" "$W"
 export COLUMNS=160 PYTHONUNBUFFERED=1
 # one XLA compile of each step function for the whole run: later processes load it from disk
 export JAX_COMPILATION_CACHE_DIR=$W/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5
+# EB_LOG_COMPILES=1: every XLA compile logged with its time, in each arm's stderr (compiles after the warm-up
+# are a measured window's cost)
+[ -n "${EB_LOG_COMPILES:-}" ] && export JAX_LOG_COMPILES=1
 PY=${PYTHON:-python3}
 if [ -d .whl ] && [ -z "${EDGEBENCH_SKIP_WHEELS:-}" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$W/pip.log" 2>&1 \
@@ -35,4 +38,7 @@ $PY -c "import sys, keras, jax; print(sys.version.split()[0], 'keras', keras.__v
 timeout "${EB_TIMEOUT_S:-455}" $PY benchmarks/gpu/keras_fidelity.py 2>&1 | tee "$OUT/keras_fidelity.log"
 rc=${PIPESTATUS[0]}
 cp /tmp/fidelity-*/agent.log "$OUT/" 2>/dev/null
+# each arm's stderr: the runner alone and the bare loop (fidelity-*/*.stderr), the agent's runners (jobs/*/stderr.log)
+(cd /tmp && tar -czf "$OUT/stderr.tgz" $(ls -d fidelity-*/*.stderr 2>/dev/null) \
+  $(find fidelity-* -name stderr.log 2>/dev/null)) 2>/dev/null
 exit "$rc"
