@@ -80,6 +80,11 @@ class FleetClient:
         self.cfg = cfg
         self.store = store
         self.statuses: dict[str, AgentStatus] = {}
+        # Jobs this client sent to a device it had not seen online. A broker keeps messages only for a
+        # client with a persistent session, so jobs sent to an agent that has never connected (one still
+        # starting) are gone. When the device announces itself, its agent is asked about the ones it has not
+        # taken (a replay request): it answers "never received" and ingestion sends them again.
+        self._unannounced: dict[str, set[str]] = {}
         if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
             raise ValueError(f"a shared subscription group is a non-empty name without / + #: {shared_group!r}")
         self.shared_group = shared_group
@@ -157,6 +162,7 @@ class FleetClient:
 
     def _handle(self, batch: list[Message], on_event: Callable[[JobEvent, bool], None] | None) -> None:
         inbound: list[Inbound] = []
+        announced: list[str] = []
         for msg in batch:
             try:
                 body = decode(msg.payload, 16 * 1024 * 1024).body
@@ -168,6 +174,8 @@ class FleetClient:
                     self._aside(msg, f"a status of {body.device_id} on another device's topic")
                     continue
                 self.statuses[body.device_id] = body
+                if body.online and body.device_id in self._unannounced:
+                    announced.append(body.device_id)
                 if self.store is not None:
                     self.store.upsert_device(body)
             elif isinstance(body, JobEvent):
@@ -186,12 +194,30 @@ class FleetClient:
                                    f"{printable(exc, 500)}") from exc
         for msg in batch:  # stored (or kept aside): the broker may forget them
             self.client.ack(msg)
+        redispatched: set[tuple[str, str]] = set()
         if self.store is not None:
             for again in self.store.take_redispatches():
                 self._send_job(again.device_id, again.job)
+                redispatched.add((again.job.job_id, again.device_id))
+        for device_id in announced:
+            self._ask_about_untaken(device_id, self._unannounced.pop(device_id, set()))
         if on_event:
             for item, new in zip(inbound, news):
-                on_event(item.event, new)
+                ev = item.event
+                if ev.attempt == 0 and (ev.job_id, ev.device_id) in redispatched:
+                    continue  # "never received", answered by sending the job again: the job is not over
+                on_event(ev, new)
+
+    def _ask_about_untaken(self, device_id: str, job_ids: set[str]) -> None:
+        """A replay request for those of ``job_ids`` the device has sent nothing about (still DISPATCHED)."""
+        if self.store is None or not job_ids:
+            return
+        states = self.store.job_states({(j, device_id) for j in job_ids})
+        untaken = sorted(j for (j, _), state in states.items() if state == JobState.DISPATCHED.value)
+        if untaken:
+            log.info("%s announced itself with %d job(s) it has not acknowledged: asking it about them",
+                     device_id, len(untaken))
+            self.replay(device_id, untaken)
 
     def _aside(self, msg: Message, reason: str) -> None:
         if self.store is None:
@@ -250,6 +276,9 @@ class FleetClient:
                                           expiry_s=self.cfg.job_expiry_s)
         if not ok:
             raise DispatchError(f"the broker did not acknowledge job {job.job_id}")
+        status = self.statuses.get(device_id)
+        if status is None or not status.online:
+            self._unannounced.setdefault(device_id, set()).add(job.job_id)
 
     def cancel(self, job_id: str, device_ids: Iterable[str], reason: str = "canceled by controller") -> None:
         for device_id in device_ids:
@@ -289,27 +318,9 @@ class FleetClient:
         for key, state in store.job_states(open_keys).items():
             if state in terminal:
                 open_keys.discard(key)
-        # Devices not online when waiting began. A broker keeps jobs only for a device that has a
-        # persistent session, so jobs sent to one that has never connected (an agent still starting) are
-        # gone. When such a device announces itself, its agent is asked about the jobs it has not taken
-        # (a replay request): it answers "never received" and ingestion sends them again.
-        absent = {d for _, d in open_keys if not (self.statuses.get(d) and self.statuses[d].online)}
         while open_keys and time.monotonic() < deadline:
             self.pump(0.2, handle)
-            for device_id in [d for d in absent if self.statuses.get(d) and self.statuses[d].online]:
-                absent.discard(device_id)
-                self._ask_about_untaken(device_id, {k for k in open_keys if k[1] == device_id})
         return open_keys
-
-    def _ask_about_untaken(self, device_id: str, keys: set[tuple[str, str]]) -> None:
-        """Send a replay request for the jobs of ``keys`` still only DISPATCHED (no event from the agent)."""
-        assert self.store is not None
-        states = self.store.job_states(keys)
-        untaken = sorted(j for (j, _), state in states.items() if state == JobState.DISPATCHED.value)
-        if untaken:
-            log.info("%s announced itself with %d job(s) it has not acknowledged: asking it about them",
-                     device_id, len(untaken))
-            self.replay(device_id, untaken)
 
 
 def _hostname() -> str:

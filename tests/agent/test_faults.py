@@ -177,13 +177,20 @@ def test_jobs_sent_before_a_new_agent_first_connects_run_when_it_announces_itsel
     never connected (one still starting, as on the H200 run of 2026-12-02, where all 8 were lost) are dropped.
     Waiting for them, the controller asks the agent about them once it announces itself; the agent answers
     "never received" and ingestion sends them again."""
+    from edgebench.controller.fleet import Dispatched
+    from edgebench.controller.rollout import RolloutPolicy, run_rollout
+
     cfg = _private_cfg(private_mosquitto, fleet, tmp_path)
     store = ResultStore(cfg.store_url)
+    plan = [Dispatched("box-new", sleep_job(j)) for j in ("j-early-1", "j-early-2")]
+    agents = []
     with FleetClient(cfg, store) as fc:
-        Watcher(fc).dispatch("box-new", sleep_job("j-early-1"), sleep_job("j-early-2"))
-        agent = start_agent("box-new", broker_url=private_mosquitto.url)
-        left = fc.wait({("j-early-1", "box-new"), ("j-early-2", "box-new")}, 90)
-        assert left == set(), agent.log()[-3000:]
+        # what `controller dispatch --wait` runs: the agent starts right after the jobs went out
+        summary = run_rollout(fc, plan, RolloutPolicy(), wait=True, timeout_s=90,
+                              on_release=lambda _: agents.append(start_agent("box-new",
+                                                                             broker_url=private_mosquitto.url)))
+        agent = agents[0]
+        assert summary.still_open == set() and summary.failed == 0, agent.log()[-3000:]
     for job_id in ("j-early-1", "j-early-2"):
         [row] = store.results(job_id=job_id)
         assert row.outcome == "OK", row.reason
