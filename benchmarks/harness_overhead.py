@@ -123,8 +123,10 @@ class AgentFleet:
     """
 
     def __init__(self, tmp: Path, backends: list[str], gpu_index: int | None = None,
-                 broker_url: str | None = None) -> None:
+                 broker_url: str | None = None, telemetry: str | None = None) -> None:
+        """telemetry: the agent's telemetry source (agent config ``telemetry``; None: its default, auto)."""
         self.tmp, self.backends, self.gpu_index, self.broker_url = tmp, backends, gpu_index, broker_url
+        self.telemetry = telemetry
         self.broker: EmbeddedBroker | None = None
         self.agent: subprocess.Popen[bytes] | None = None
 
@@ -133,6 +135,8 @@ class AgentFleet:
         self.broker = None if self.broker_url else EmbeddedBroker().start()
         url = self.broker_url or (self.broker.url if self.broker else "")
         agent_yaml: dict[str, object] = {"device_id": "bench"}
+        if self.telemetry:
+            agent_yaml["telemetry"] = self.telemetry
         if self.gpu_index is not None:
             agent_yaml["gpu_indices"] = [self.gpu_index]
         if os.environ.get("PYTHONPATH"):

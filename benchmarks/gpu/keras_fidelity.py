@@ -81,7 +81,10 @@ def main() -> None:
         (out / "keras_fidelity.json").write_text(json.dumps(report, indent=2))
         (out / "keras_fidelity.md").write_text(markdown(report))
 
-    with ho.AgentFleet(tmp, ["keras-jax", "jax", "torch"], gpu_index) as fleet:
+    # EB_AGENT_TELEMETRY=none: the agent arm without its sampler (is the gap the sampler's?)
+    report["agent_telemetry"] = os.environ.get("EB_AGENT_TELEMETRY") or "auto"
+    with ho.AgentFleet(tmp, ["keras-jax", "jax", "torch"], gpu_index,
+                       telemetry=os.environ.get("EB_AGENT_TELEMETRY") or None) as fleet:
         last_round_s = 0.0
         for rnd in range(rounds):
             # a round after the first costs what the previous one did (the first also compiled)
