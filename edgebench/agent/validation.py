@@ -63,9 +63,12 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
     if ref.format == "keras" and job.inference is not None:
         raise Rejection("a .keras model under LoadGen is not supported yet (train, or infer without inference "
                         "settings)", "inference")
-    if job.precision.value != "fp32" and (ref.format == "keras" or job.backend.value == "onnxruntime"):
-        # the file's own dtypes decide: no fp16/bf16/int8 variant is made from a user's model yet
-        raise Rejection(f"a user's {ref.format} model runs fp32 on {job.backend.value}", "precision")
+    if job.precision.value != "fp32" and ref.format == "keras":
+        # the file's own dtype policies decide
+        raise Rejection("a user's keras model runs fp32", "precision")
+    if job.precision.value == "bf16" and job.backend.value == "onnxruntime":
+        # fp16 and int8 variants of a user's ONNX file are made on the box (runner/inference/export.py)
+        raise Rejection("a user's onnx model runs fp32, fp16 or int8 on onnxruntime (no bf16 variant)", "precision")
     wl = job.workload
     if wl.dataset != "artifact-input":
         shape = tuple(cast("tuple[int, ...]", DATASETS[wl.dataset]["shape"]))  # plain data (runner/catalogue.py)

@@ -80,6 +80,43 @@ def test_user_onnx_under_loadgen(backend: str, tmp_path: Path) -> None:
     assert of_type(messages, "data")[0]["source"] == "synthetic"
 
 
+def _variant(backend: str, precision: str, *modules: str) -> Any:
+    missing = [m for m in needs[backend] + modules if importlib.util.find_spec(m) is None]
+    return pytest.param(backend, precision, marks=pytest.mark.skipif(bool(missing), reason=f"{missing} not installed"))
+
+
+@pytest.mark.parametrize(("backend", "precision"), [
+    _variant("onnxruntime", "fp16"), _variant("onnxruntime", "int8"), _variant("openvino", "int8", "nncf")])
+def test_user_onnx_variants_are_made_on_the_box_and_judged_against_the_users_file(backend: str, precision: str,
+                                                                                  tmp_path: Path) -> None:
+    """fp16 and int8 of a user's ONNX file: made by the runtimes' own quantisers (ONNX Runtime's float16
+    converter and quantize_static; NNCF for OpenVINO) calibrated on synthetic samples of its input signature,
+    cached by a recipe naming the user's digest (the second job makes nothing), and checked for equivalence
+    against ONNX Runtime on the user's fp32 file."""
+    model = make_onnx(tmp_path / "tiny.onnx")
+    _, doc = _delivered(tmp_path, model, "onnx", (1, 8, 8), "NCHW")
+    inference = {"scenario": "single-stream", "rules": "quick", "min_duration_ms": 300, "min_query_count": 64}
+    runs = []
+    for k in range(2):
+        spec = _user_job(backend, doc, mode="infer", min_batches=None, min_window_s=None, precision=precision,
+                         inference=inference, job_id=f"u-{backend}-{precision}-{k}")
+        rc, messages, stderr = run_job(spec, tmp_path)
+        assert rc == 0, stderr[-3000:]
+        runs.append(messages[-1])
+    for result in runs:
+        inf = result["runs"][0]["inference"]
+        RunResult.model_validate(result["runs"][0], strict=False)
+        assert inf["model"]["precision"] == precision and inf["model"]["sha256"] != doc["digest"]
+        assert doc["digest"] in inf["model"]["source"] and inf["model"]["quantiser"]
+        assert inf["equivalence"]["passed"], inf["equivalence"]
+        assert "user's model" in inf["equivalence"]["reference"]
+    first, second = (r["runs"][0]["inference"] for r in runs)
+    assert first["model"]["sha256"] == second["model"]["sha256"]  # one variant, found again by its recipe
+    assert runs[0]["knobs"]["model_exported_now"] == "True" and runs[1]["knobs"]["model_exported_now"] == "False"
+    if precision == "int8":
+        assert "synthetic samples of the input signature" in first["model"]["calibration"]
+
+
 @pytest.mark.parametrize("backend", [_param("keras-jax"), _param("keras-torch"), _param("keras-tensorflow")])
 def test_user_keras_trains(backend: str, tmp_path: Path) -> None:
     model = make_keras(tmp_path / "tiny.keras")

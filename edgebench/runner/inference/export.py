@@ -232,24 +232,24 @@ class _Calibration(object):
         self.i = 0
 
 
-def _ort_int8(src, out, calib, work):
+def _ort_int8(src, out, calib, work, input_name="input"):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = os.path.join(work, "pre.onnx")
     quant_pre_process(src, pre, skip_symbolic_shape=True)  # ORT's recommended step before quantising
-    quantize_static(pre, out, _Calibration(calib, "input"), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(pre, out, _Calibration(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     return "onnxruntime %s quantize_static (QDQ, per-channel int8 weights, int8 activations, MinMax)" % (
         _ort_version())
 
 
-def _nncf_int8(src, out, calib):
+def _nncf_int8(src, out, calib, input_name="input"):
     import nncf
     import onnx
 
-    data = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], lambda x: {"input": x})
+    data = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], lambda x: {input_name: x})
     quantized = nncf.quantize(onnx.load(src), data, subset_size=len(calib))
     onnx.save(quantized, out)
     return "nncf %s quantize (ONNX backend, default int8 preset, %d samples)" % (nncf.__version__, len(calib))
@@ -309,6 +309,105 @@ def _export_tflite(req, cache, work):
     cache.note_recipe(recipe(model, dataset, "tflite", precision, req.get("quantiser")), art)
 
 
+# -- a user's ONNX file (docs/MODELS.md): its fp16 / int8 variants, by the same quantisers ----------------
+
+def user_recipe(parent_sha256, precision, quantiser, calibration):
+    """What identifies a variant of a user's file: the parent's digest, the precision, the quantiser and
+    the calibration data's description."""
+    return {"export_version": EXPORT_VERSION, "parent_sha256": parent_sha256, "format": "onnx",
+            "precision": precision, "quantiser": quantiser or "", "calibration": calibration}
+
+
+def ensure_user_variant(parent, parent_cache, precision, runtime, calib, calib_desc, reference, cache, send=None):
+    """The cached fp16 or int8 variant of a user's verified ONNX file ``parent`` (an Artifact of the Cache
+    ``parent_cache``; the variant goes to ``cache``, which may be another one), made in a
+    child process (as the catalogue's exports are) by ONNX Runtime's float16 converter or static quantiser,
+    or NNCF for OpenVINO. ``calib``: calibration samples in the model's own layout (``calib_desc`` says
+    what they are); ``reference``: (inputs, outputs, description) of the parent on the reference batch,
+    stored with the variant so that its equivalence is judged against the user's fp32 file.
+    Returns (artifact, made now)."""
+    import numpy as np
+
+    quantiser = default_quantiser(runtime, "onnx", precision)
+    rec = user_recipe(parent.sha256, precision, quantiser, calib_desc)
+    art = cache.find_recipe(rec)
+    if art is not None:
+        return art, False
+    if send is not None:
+        from ..protocol import SETUP, phase
+
+        send(phase(SETUP, 0, 1, 1))
+    work = tempfile.mkdtemp(prefix="edgebench-variant-")
+    try:
+        data = os.path.join(work, "data.npz")
+        ref_x, ref_out, ref_desc = reference
+        with open(data, "wb") as fh:
+            np.savez(fh, calib=np.asarray(calib), ref_x=np.asarray(ref_x), ref_out=np.asarray(ref_out))
+        request = {"user_variant": True, "parent": parent.sha256, "parent_cache": parent_cache.root,
+                   "format": "onnx", "precision": precision, "quantiser": quantiser, "cache": cache.root,
+                   "data": data, "calibration": calib_desc, "reference_description": ref_desc}
+        req_path = os.path.join(work, "request.json")
+        with open(req_path, "w") as fh:
+            json.dump(request, fh)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _package_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.run([sys.executable, "-m", __package__ + ".export", req_path], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace")[-3000:]
+        raise Unsupported("making the %s variant of the user's model %s failed (exit %d): %s"
+                          % (precision, parent.sha256[:12], proc.returncode, tail), field="precision")
+    art = cache.find_recipe(rec)
+    if art is None:
+        raise Unsupported("the %s variant of %s wrote no artifact" % (precision, parent.sha256[:12]))
+    return art, True
+
+
+def _graph_input(model):
+    """The first real input of an ONNX graph (old exporters list initialisers among the inputs too)."""
+    inits = set(i.name for i in model.graph.initializer)
+    for value in model.graph.input:
+        if value.name not in inits:
+            return value.name
+    raise Unsupported("the ONNX graph has no input")
+
+
+def _export_user_variant(req, cache, work):
+    import numpy as np
+    import onnx
+
+    parent = Cache(req["parent_cache"]).get(req["parent"])  # re-hashed: only the verified file is read
+    with np.load(req["data"]) as data:
+        calib, ref_x, ref_out = data["calib"], data["ref_x"], data["ref_out"]
+    precision = req["precision"]
+    source = onnx.load(parent.path)
+    input_name = _graph_input(source)
+    out = os.path.join(work, "variant.onnx")
+    calibration = ""
+    if precision == "fp16":
+        from onnxruntime.transformers import float16
+
+        onnx.save(float16.convert_float_to_float16(source, keep_io_types=True), out)
+        quantiser = "onnxruntime %s float16.convert_float_to_float16 (keep_io_types)" % _ort_version()
+    elif precision == "int8":
+        calibration = req["calibration"]
+        if req.get("quantiser") == "nncf":
+            quantiser = _nncf_int8(parent.path, out, calib, input_name)
+        else:
+            quantiser = _ort_int8(parent.path, out, calib, work, input_name)
+    else:
+        raise Unsupported("no %s variant of a user's ONNX model (fp16, int8)" % precision)
+    meta = {k: v for k, v in parent.meta.items() if k not in ("sha256", "reference")}
+    meta.update(precision=precision, quantiser=quantiser, calibration=calibration, parent_sha256=parent.sha256,
+                origin="derived", source="%s variant of the user's model sha256 %s" % (precision, parent.sha256))
+    art = cache.put(out, meta, (ref_x, ref_out, req["reference_description"]))
+    cache.note_recipe(user_recipe(parent.sha256, precision, req.get("quantiser"), req["calibration"]), art)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as fh:
@@ -316,7 +415,9 @@ def main(argv=None):
     cache = Cache(req["cache"])
     work = tempfile.mkdtemp(prefix="edgebench-export-")
     try:
-        if req["format"] == "onnx":
+        if req.get("user_variant"):
+            _export_user_variant(req, cache, work)
+        elif req["format"] == "onnx":
             _export_onnx(req, cache, work)
         elif req["format"] == "tflite":
             _export_tflite(req, cache, work)

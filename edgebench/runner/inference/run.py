@@ -114,10 +114,12 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
     cache = Cache()
     digest = inference.get("model_sha256")
     if user_models.is_user_model(spec):  # the user's file the agent fetched and verified (docs/MODELS.md)
-        if file_precision != "fp32":
-            raise Unsupported("a user's model runs as its fp32 file here (%s would need a %s variant, not made "
-                              "from users' models yet)" % (runtime, file_precision), field="precision")
-        digest = user_models.reference_of(spec)["digest"]
+        parent = cache.get(user_models.reference_of(spec)["digest"])
+        if parent.format != fmt:
+            raise Unsupported("%s runs %s models; the user's model is %s" % (runtime, fmt, parent.format))
+        if file_precision == "fp32":
+            return parent, False
+        return _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent, file_precision)
     if digest:
         art = cache.get(digest)
         if art.format != fmt:
@@ -125,6 +127,37 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
         return art, False
     return ensure(wl["model"], wl["dataset"], fmt, file_precision, runtime=runtime, cache=cache,
                   dataset_root=dataset_root, send=emitter.send)
+
+
+def _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent, precision):
+    """The fp16 / int8 variant of the user's file, by the runtimes' own quantisers (export.py), calibrated on
+    the job's data (synthetic samples of the input signature, or the dataset's first samples), its equivalence
+    judged against the user's fp32 file on ONNX Runtime. Cached by a recipe naming the parent's digest; where
+    the model cache is read-only (the docker executor mounts only the job's file), in the job's directory."""
+    from .export import CALIBRATION_SAMPLES, ensure_user_variant
+
+    ref = user_models.reference_of(spec)
+    calib, _, source = user_models.arrays(spec, dataset_root, CALIBRATION_SAMPLES)
+    calib_desc = ("%d seeded synthetic samples of the input signature" % len(calib) if source == "synthetic"
+                  else "the first %d samples of %s" % (len(calib), spec["workload"]["dataset"]))
+    ref_x = user_models.reference_batch(ref, int(inference["reference_samples"]))
+    ref_out, ref_desc = user_models.onnx_reference(parent.path, ref_x)
+    target = cache if _writable(cache.root) else Cache(os.path.join(os.getcwd(), "variants"))
+    return ensure_user_variant(parent, cache, precision, runtime, calib[:CALIBRATION_SAMPLES], calib_desc,
+                               (ref_x, ref_out, ref_desc), target, send=emitter.send)
+
+
+def _writable(root):
+    probe = os.path.join(root, ".write-probe-%d" % os.getpid())
+    try:
+        if not os.path.isdir(root):
+            os.makedirs(root)
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+        return True
+    except OSError:
+        return False
 
 
 def predict_reference(runtime, x, batch_size):
