@@ -43,10 +43,12 @@ from edgebench.runner.inference.export import ensure, reference_inputs  # noqa: 
 
 
 def edgebench_run(backend: str, workload: str, scenario: str, seconds: float, batch_size: int,
-                  cache: str, home: Path, work: Path) -> dict:
-    job = build_job({"backend": backend, "workload": workload, "scenario": scenario, "batch_size": batch_size,
-                     "rules": "quick", "min_duration_ms": int(seconds * 1000), "synthetic": True},
-                    f"ovh-{backend}-{int(time.time() * 1000) % 10**8}")
+                  cache: str, home: Path, work: Path, threads: int | None = None) -> dict:
+    case = {"backend": backend, "workload": workload, "scenario": scenario, "batch_size": batch_size,
+            "rules": "quick", "min_duration_ms": int(seconds * 1000), "synthetic": True}
+    if threads:
+        case["threads"] = threads
+    job = build_job(case, f"ovh-{backend}-{int(time.time() * 1000) % 10**8}")
     path = work / f"{job.job_id}.json"
     path.write_text(job.model_dump_json())
     env = dict(os.environ, PYTHONPATH=str(home), EDGEBENCH_MODEL_CACHE=cache)
@@ -97,22 +99,26 @@ def bare_latency_p90(predict, x, seconds: float) -> float:
     return times[int(0.9 * (len(times) - 1))] * 1e3
 
 
-def ort_bare(model_path: str, x, seconds: float) -> float:
+def ort_bare(model_path: str, x, seconds: float, threads: int | None = None) -> float:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return bare_latency_p90(lambda a: sess.run(None, {name: a}), x, seconds)
 
 
-def torch_bare(model: str, dataset: str, x, seconds: float) -> float:
+def torch_bare(model: str, dataset: str, x, seconds: float, threads: int | None = None) -> float:
     import torch
 
     from edgebench.runner import torch_models
     from edgebench.runner.catalogue import DATASETS
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     info = DATASETS[dataset]
     net = torch_models.build(model, info["shape"], info["classes"]).eval()
@@ -142,6 +148,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8, help="Offline's batch (OpenVINO)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="Intra-op threads on both sides (ORT intra_op_num_threads, torch.set_num_threads, "
+                         "OpenVINO INFERENCE_NUM_THREADS via the job); default: each runtime's own.")
     ap.add_argument("--only", default="ort,openvino,torch",
                     help="Comma-separated subset of ort, openvino, torch (a box without OpenVINO: ort,torch).")
     args = ap.parse_args()
@@ -164,24 +173,26 @@ def main() -> None:
             if side == "edgebench":
                 if "ort_p90_ms" in rows:
                     rows["ort_p90_ms"]["edgebench"].append(edgebench_run(
-                        "onnxruntime", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+                        "onnxruntime", args.workload, "single-stream", args.seconds, 1, cache, home, work,
+                        args.threads)["p90_ms"])
                 if "openvino_offline_sps" in rows:
                     rows["openvino_offline_sps"]["edgebench"].append(edgebench_run(
                         "openvino", args.workload, "offline", args.seconds, args.batch_size, cache, home,
                         work)["samples_per_s"])
                 if "torch_p90_ms" in rows:
                     rows["torch_p90_ms"]["edgebench"].append(edgebench_run(
-                        "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
+                        "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work,
+                        args.threads)["p90_ms"])
             else:
                 if "ort_p90_ms" in rows:
-                    rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds))
+                    rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds, args.threads))
                 if "openvino_offline_sps" in rows:
                     rows["openvino_offline_sps"]["tool"].append(
                         benchmark_app(onnx.path, [args.batch_size, *meta_shape[1:]], args.seconds))
                 if "torch_p90_ms" in rows:
                     rows["torch_p90_ms"]["tool"].append(
-                        torch_bare(str(wl["model"]), str(wl["dataset"]), x1, args.seconds))
-    report = {"workload": args.workload, "seconds": args.seconds, "rounds": args.rounds,
+                        torch_bare(str(wl["model"]), str(wl["dataset"]), x1, args.seconds, args.threads))
+    report = {"workload": args.workload, "seconds": args.seconds, "rounds": args.rounds, "threads": args.threads,
               "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "figures": {}}
     floor_ms = statistics.median(floor) if floor else None
