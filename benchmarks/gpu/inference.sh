@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 18's H200 runs, through edgebench itself: the embedded broker, a real agent (NVML telemetry),
 # `controller dispatch` of sweeps/inference-resnet50-gpu.yaml (torch eager / torch.compile / CUDA graphs
-# and ONNX Runtime's CPU EP, ResNet-50 Offline and SingleStream under MLPerf LoadGen), results in SQLite,
-# then the inference report beside MLPerf's published anchors. One device call, <= 8 minutes:
+# and Keras-on-JAX, ResNet-50 224x224 Offline and SingleStream under MLPerf LoadGen), results in SQLite,
+# then the inference report beside MLPerf's published anchors. One device call, <= 10 minutes:
 #
 #   OUT=/tmp/out benchmarks/gpu/inference.sh
 #
@@ -116,8 +116,8 @@ cat >>"$OUT/inference-report.md" <<'MD'
 | target (issue 18) | edgebench best ResNet-50 Offline on 1 x H200 | >= 50 % of 94,600 = 47,300 samples/s, or the gap explained |
 
 MLPerf's figures are INT8/FP8 TensorRT engines on 224x224 inputs under the 600 s rules; these runs are
-bf16 torch (no TensorRT here) on 256x256 inputs (ResNet-50's FLOPs grow by (256/224)^2 = 1.31) under
-quick rules: compare with that in mind.
+bf16 torch (no TensorRT here) on the workload's inputs (224x224 for imagenet-resnet50; the study's
+synthetic-resnet50 is 256x256, (256/224)^2 = 1.31 x the FLOPs) under quick rules: compare with that in mind.
 MD
 tail -30 "$OUT/dispatch.txt"
 cat "$W/logs/overhead.txt" 2>/dev/null
