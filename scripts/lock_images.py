@@ -15,8 +15,12 @@ for the current stacks) and the local Debian 12 base the tests and CI build on (
 So the current stacks are resolved for Python 3.11 and then checked on 3.12 (a release that
 drops 3.11, numpy 2.5, must not be picked); the 2019 stacks only ever run on 3.6.
 
-Images whose packages come from another index (the CPU torch images use PyTorch's
-own) are locked only where that index can be reached; the others keep their file.
+The CPU torch images take torch from PyTorch's own index, which cannot be reached where the
+locks are made: their torch pin is the image's own (``torch==2.13.0+cpu`` on linux/amd64, PyPI's
+CPU ``torch==2.9.1`` on linux/arm64), and the rest is resolved on PyPI with torch's requirements
+as PyPI's wheel of the same version states them, evaluated for each platform, less the CUDA
+runtime that only the PyPI build carries (``nvidia-*``, ``cuda-*``, ``triton``). Pins that differ
+between the two platforms carry a ``platform_machine`` marker (:func:`resolve_torch_cpu`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,94 @@ def requirements(spec: ImageSpec, platform: str | None = None) -> list[str]:
 
 # the oldest Python each image's Python is built with somewhere (the tests' Debian 12 base has 3.11)
 OLDEST_PYTHON = {"3.12": "3.11"}
+
+
+def _report(spec: ImageSpec, python: str, platform: str | None, reqs: list[str], extra: list[str],
+            index_url: str | None) -> list[dict]:
+    """pip's dry-run install report (its ``install`` list) for reqs on the image's Python and platform."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--report", str(report), "--only-binary=:all:", "--python-version", python,
+               "--implementation", "cp", "--target", str(Path(tmp) / "target"), "--timeout", "30", "--retries", "1",
+               *extra]
+        for plat in manylinux_platforms(spec, platform):
+            cmd += ["--platform", plat]
+        if index_url:
+            cmd += ["--extra-index-url", index_url]
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+        env.pop("PIP_FIND_LINKS", None)
+        env.pop("PIP_CONSTRAINT", None)
+        proc = subprocess.run([*cmd, *reqs], capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "pip failed")
+        installed: list[dict] = json.loads(report.read_text())["install"]
+    return installed
+
+
+# the CUDA runtime of PyPI's torch wheels; PyTorch's CPU builds depend on none of it
+_CUDA_ONLY = ("nvidia-", "cuda-", "triton")
+
+
+def torch_requirements(spec: ImageSpec, version: str, platform: str, python: str) -> list[str]:
+    """torch's requirements at ``version`` (public part) for ``platform``, as PyPI's wheel states them, markers
+    evaluated for that platform (pip evaluates them for the machine it runs on), CUDA runtime left out."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    [meta] = [i["metadata"] for i in _report(spec, python, platform, [f"torch=={version}"], ["--no-deps"], None)]
+    machine = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[platform]
+    env = {**default_environment(), "platform_machine": machine, "platform_system": "Linux", "sys_platform": "linux",
+           "python_version": python, "python_full_version": f"{python}.0", "extra": ""}
+    out = []
+    for line in meta.get("requires_dist") or []:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        if req.name.lower().startswith(_CUDA_ONLY):
+            continue
+        req.marker = None
+        out.append(str(req))
+    return out
+
+
+def resolve_torch_cpu(spec: ImageSpec, python: str | None = None) -> list[str]:
+    """The lock of a CPU torch image, one file for both platforms (see the module's docstring)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    machine = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+    per_platform: dict[str, dict[str, str]] = {}
+    for platform in spec.platforms:
+        reqs = requirements(spec, platform)
+        [torch] = [Requirement(r) for r in reqs if canonicalize_name(Requirement(r).name) == "torch"]
+        (version,) = [s.version for s in torch.specifier]
+        others = [r for r in reqs if canonicalize_name(Requirement(r).name) != "torch"]
+        pins: dict[str, str] = {"torch": version}
+        # every Python the image is built on (a requirement can hold on one only: setuptools on >= 3.12)
+        # the oldest first; the newer one under its pins (a release that drops the oldest must not be picked)
+        for py in [python] if python else pythons(spec):
+            deps = torch_requirements(spec, version.split("+")[0], platform, py)
+            with tempfile.NamedTemporaryFile("w", suffix=".txt") as held:
+                held.write("".join(f"{n}=={v}\n" for n, v in pins.items() if n != "torch"))
+                held.flush()
+                installed = _report(spec, py, platform, [*others, *deps], ["-c", held.name], None)
+            for item in installed:
+                name, got = item["metadata"]["name"].lower(), item["metadata"]["version"]
+                if pins.setdefault(name, got) != got:
+                    raise RuntimeError(f"{name}: {pins[name]} on one Python, {got} on another ({platform})")
+        per_platform[platform] = pins
+    names = sorted(set().union(*per_platform.values()))
+    lines = []
+    for name in names:
+        versions = {p: pins.get(name) for p, pins in per_platform.items()}
+        if len(set(versions.values())) == 1:
+            lines.append(f"{name}=={next(iter(versions.values()))}")
+            continue
+        for platform, version in versions.items():
+            if version is not None:
+                lines.append(f'{name}=={version}; platform_machine == "{machine[platform]}"')
+    return lines
 
 
 def resolve(spec: ImageSpec, python: str | None = None, constraints: Path | None = None,
@@ -141,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         spec = specs[name]
         if spec.variant == "jetson":  # NVIDIA's indexes, arm64 only: built and pinned on the Jetson itself
             print(f"{name}: not locked (Jetson wheels come from {spec.args.get('JETSON_INDEX_URL') or 'a URL'})")
+            continue
+        if spec.args.get("TORCH_INDEX_URL"):  # torch from PyTorch's own index (the module's docstring)
+            try:
+                path = write(spec, resolve_torch_cpu(spec))
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                print(f"{name}: not locked ({exc}); {OUT / (name + '.txt')} left as it was", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{name}: {len(path.read_text().splitlines()) - 2} pins -> {path.relative_to(REPO)}")
             continue
         try:
             try:

@@ -18,12 +18,16 @@ SPECS = catalogue(REPO)
 LOCKS = REPO / "images" / "common" / "constraints"
 
 
-def _lock(name: str) -> dict[str, str]:
+def _lock(name: str, machine: str = "x86_64") -> dict[str, str]:
+    """name -> version for one platform (a line with a platform_machine marker holds for that machine only)."""
     pins = {}
     for line in (LOCKS / f"{name}.txt").read_text().splitlines():
         if line and not line.startswith("#"):
-            dist, _, version = line.partition("==")
-            pins[canonicalize_name(dist)] = version
+            req = Requirement(line)
+            if req.marker is not None and not req.marker.evaluate({"platform_machine": machine}):
+                continue
+            (spec,) = req.specifier
+            pins[canonicalize_name(req.name)] = spec.version
     return pins
 
 
@@ -37,10 +41,6 @@ def _constraint_arg(name: str) -> str | None:
 def test_every_pypi_image_builds_with_its_own_lock(name: str) -> None:
     spec = SPECS[name]
     arg = _constraint_arg(name)
-    if spec.args.get("TORCH_INDEX_URL"):
-        # PyTorch's CPU index is not reachable where the locks are made: these two float (docs/IMAGES.md)
-        assert arg is None or arg.endswith(f"/{name}.txt")
-        return
     if spec.variant == "jetson":
         # NVIDIA's Jetson indexes are not reachable where the locks are made; built on the Jetson itself
         assert arg is None
@@ -58,6 +58,20 @@ def test_the_lock_agrees_with_the_images_pins(name: str) -> None:
         r = Requirement(req)
         (pinned,) = [s.version for s in r.specifier]
         assert pins.get(canonicalize_name(r.name)) == pinned, f"{req}: lock has {pins.get(r.name)}; run `make lock`"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SPECS if SPECS[n].args.get("TORCH_INDEX_URL")))
+def test_a_cpu_torch_lock_pins_each_platforms_own_torch(name: str) -> None:
+    """PyTorch's +cpu build on linux/amd64, PyPI's CPU build on linux/arm64 (FRAMEWORKS_ARM64), by markers; the
+    CUDA runtime of PyPI's wheels (nvidia-*, cuda-*, triton) on neither."""
+    spec = SPECS[name]
+    for machine, platform in (("x86_64", "linux/amd64"), ("aarch64", "linux/arm64")):
+        pins = _lock(name, machine)
+        for req in spec.pins_for(platform):
+            r = Requirement(req)
+            (pinned,) = [s.version for s in r.specifier]
+            assert pins.get(canonicalize_name(r.name)) == pinned, (machine, req, pins.get(r.name))
+        assert not [n for n in pins if n.startswith(("nvidia-", "cuda-", "triton"))], pins
 
 
 def test_the_agent_lock_satisfies_pyproject() -> None:
