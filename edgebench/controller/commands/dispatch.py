@@ -50,7 +50,7 @@ def dispatch(
         help="Fixed steps per epoch [default: the workload's].", show_default=False)] = None,
     synthetic: Annotated[bool, typer.Option(help="Random data of the real shapes.")] = False,
     precision: Annotated[str | None, typer.Option(
-        help="fp32, bf16 or fp16 [default: fp32].", show_default=False)] = None,
+        help="fp32, bf16, fp16, or int8 for the inference runtimes [default: fp32].", show_default=False)] = None,
     gpus: Annotated[int | None, typer.Option(help="GPUs per job, 0 = CPU [default: 0].", show_default=False)] = None,
     mode: Annotated[str | None, typer.Option(help="train or infer [default: train].", show_default=False)] = None,
     warmup_epochs: Annotated[int | None, typer.Option(
