@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgebench.controller.image_checks import manylinux_platforms  # noqa: E402
-from edgebench.controller.images import ImageSpec, catalogue  # noqa: E402
+from edgebench.controller.images import ImageSpec, catalogue, platform_arch  # noqa: E402
 
 OUT = REPO / "images" / "common" / "constraints"
 
@@ -83,6 +83,7 @@ def _report(spec: ImageSpec, python: str, platform: str | None, reqs: list[str],
 
 # the CUDA runtime of PyPI's torch wheels; PyTorch's CPU builds depend on none of it
 _CUDA_ONLY = ("nvidia-", "cuda-", "triton")
+_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}  # platform_machine of linux/<arch>
 
 
 def torch_requirements(spec: ImageSpec, version: str, platform: str, python: str) -> list[str]:
@@ -92,9 +93,9 @@ def torch_requirements(spec: ImageSpec, version: str, platform: str, python: str
     from packaging.requirements import Requirement
 
     [meta] = [i["metadata"] for i in _report(spec, python, platform, [f"torch=={version}"], ["--no-deps"], None)]
-    machine = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[platform]
-    env = {**default_environment(), "platform_machine": machine, "platform_system": "Linux", "sys_platform": "linux",
-           "python_version": python, "python_full_version": f"{python}.0", "extra": ""}
+    env = {k: str(v) for k, v in default_environment().items()}
+    env.update(platform_machine=_MACHINE[platform_arch(platform)], platform_system="Linux", sys_platform="linux",
+               python_version=python, python_full_version=f"{python}.0", extra="")
     out = []
     for line in meta.get("requires_dist") or []:
         req = Requirement(line)
@@ -107,12 +108,11 @@ def torch_requirements(spec: ImageSpec, version: str, platform: str, python: str
     return out
 
 
-def resolve_torch_cpu(spec: ImageSpec, python: str | None = None) -> list[str]:
+def resolve_torch_cpu(spec: ImageSpec) -> list[str]:
     """The lock of a CPU torch image, one file for both platforms (see the module's docstring)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    machine = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
     per_platform: dict[str, dict[str, str]] = {}
     for platform in spec.platforms:
         reqs = requirements(spec, platform)
@@ -122,7 +122,7 @@ def resolve_torch_cpu(spec: ImageSpec, python: str | None = None) -> list[str]:
         pins: dict[str, str] = {"torch": version}
         # every Python the image is built on (a requirement can hold on one only: setuptools on >= 3.12)
         # the oldest first; the newer one under its pins (a release that drops the oldest must not be picked)
-        for py in [python] if python else pythons(spec):
+        for py in pythons(spec):
             deps = torch_requirements(spec, version.split("+")[0], platform, py)
             with tempfile.NamedTemporaryFile("w", suffix=".txt") as held:
                 held.write("".join(f"{n}=={v}\n" for n, v in pins.items() if n != "torch"))
@@ -140,9 +140,9 @@ def resolve_torch_cpu(spec: ImageSpec, python: str | None = None) -> list[str]:
         if len(set(versions.values())) == 1:
             lines.append(f"{name}=={next(iter(versions.values()))}")
             continue
-        for platform, version in versions.items():
-            if version is not None:
-                lines.append(f'{name}=={version}; platform_machine == "{machine[platform]}"')
+        for platform, pinned in versions.items():
+            if pinned is not None:
+                lines.append(f'{name}=={pinned}; platform_machine == "{_MACHINE[platform_arch(platform)]}"')
     return lines
 
 
@@ -151,25 +151,8 @@ def resolve(spec: ImageSpec, python: str | None = None, constraints: Path | None
     """name==version for every distribution pip would install into the image (under ``constraints``),
     on ``platform`` (default: the image's first, linux/amd64 for the multi-arch ones)."""
     python = python or OLDEST_PYTHON.get(spec.python, spec.python)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--report", str(report), "--only-binary=:all:", "--python-version", python,
-               "--implementation", "cp", "--target", str(Path(tmp) / "target"), "--timeout", "30", "--retries", "1"]
-        for plat in manylinux_platforms(spec, platform):
-            cmd += ["--platform", plat]
-        if spec.args.get("TORCH_INDEX_URL"):
-            cmd += ["--extra-index-url", spec.args["TORCH_INDEX_URL"]]
-        if constraints is not None:
-            cmd += ["-c", str(constraints)]
-        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-        env.pop("PIP_FIND_LINKS", None)
-        env.pop("PIP_CONSTRAINT", None)
-        proc = subprocess.run([*cmd, *requirements(spec, platform)], capture_output=True, text=True, env=env,
-                              timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "pip failed")
-        installed = json.loads(report.read_text())["install"]
+    extra = ["-c", str(constraints)] if constraints is not None else []
+    installed = _report(spec, python, platform, requirements(spec, platform), extra, spec.args.get("TORCH_INDEX_URL"))
     return sorted(f"{i['metadata']['name'].lower()}=={i['metadata']['version']}" for i in installed)
 
 
