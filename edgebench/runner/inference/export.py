@@ -113,14 +113,8 @@ def ensure(model, dataset, fmt, precision, runtime=None, cache=None, dataset_roo
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(request, fh)
         req_path = fh.name
-    env = dict(os.environ)
-    env["PYTHONPATH"] = _package_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    if fmt == "tflite":
-        env["KERAS_BACKEND"] = "tensorflow"  # LiteRT export needs Keras on TensorFlow
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        proc = subprocess.run([sys.executable, "-m", __package__ + ".export", req_path], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+        proc = _export_in_child(req_path, fmt)
     finally:
         os.unlink(req_path)
     if proc.returncode != 0:
@@ -131,6 +125,17 @@ def ensure(model, dataset, fmt, precision, runtime=None, cache=None, dataset_roo
     if art is None:
         raise Unsupported("export of %s to %s %s wrote no artifact" % (model, fmt, precision))
     return art, True
+
+
+def _export_in_child(req_path, fmt):
+    """``python -m <package>.export REQUEST`` in a child process of this interpreter; its CompletedProcess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _package_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if fmt == "tflite":
+        env["KERAS_BACKEND"] = "tensorflow"  # LiteRT export needs Keras on TensorFlow
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.run([sys.executable, "-m", __package__ + ".export", req_path], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
 
 
 def _package_root():
@@ -349,10 +354,7 @@ def ensure_user_variant(parent, parent_cache, precision, runtime, calib, calib_d
         req_path = os.path.join(work, "request.json")
         with open(req_path, "w") as fh:
             json.dump(request, fh)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _package_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.run([sys.executable, "-m", __package__ + ".export", req_path], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+        proc = _export_in_child(req_path, "onnx")
     finally:
         import shutil
 
