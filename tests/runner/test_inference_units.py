@@ -355,3 +355,37 @@ def test_torch_offline_on_cuda_queues_the_next_batch_before_copying_the_last_bac
     rt.predict_many([0, 1, 2], lambda k: events.append(f"done {k}"))
     assert events == ["launch 0", "launch 1", "fetch 0", "done 0", "launch 2", "fetch 1", "done 1",
                       "fetch 2", "done 2"]
+
+
+def test_a_first_query_that_measured_only_latency_is_recalibrated_until_it_holds(tmp_path: Path) -> None:
+    # a GPU at a big batch: each call costs the same 20 ms whatever its size, so LoadGen's first,
+    # tiny Offline query measures one call's latency, and one correction from it still falls short
+    # (an H200, bs1024: 6,435 samples/s from the first query against 21,918 in the 4 s run)
+    rt = SleepRuntime(per_batch_s=0.02)
+    raw = harness.run(rt, np.zeros((64, 4), dtype="float32"), "mlp", "offline",
+                      {"rules": "quick", "min_duration_ms": 200}, 64, str(tmp_path / "latency-bound"),
+                      {"samples_per_s": 10})
+    s = LoadGenSummary.model_validate(raw, strict=False)
+    assert s.valid and s.duration_s >= 0.2, s.invalid_reason
+    assert "2 recalibrated run(s)" in s.effective["edgebench_recalibrated"]
+    assert (tmp_path / "latency-bound-recalibrated-2" / "mlperf_log_summary.txt").is_file()
+
+
+def test_warm_up_times_the_compiling_first_call_apart_and_gathers_any_array_type(tmp_path: Path) -> None:
+    from edgebench.runner.inference.run import warm_up
+
+    class Compiling:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def predict(self, x):
+            self.calls += 1
+            time.sleep(0.3 if self.calls == 1 else 0.001)  # the first call compiles
+            return x
+
+    jnp = pytest.importorskip("jax.numpy")
+    for samples in (np.zeros((3, 2), dtype="float32"), jnp.zeros((3, 2))):  # fewer samples than the batch
+        rt = Compiling()
+        median, fastest, first = warm_up(rt, samples, [8])
+        assert first[8] >= 0.3 > 0.05 > median[8] >= fastest[8]
+        assert rt.calls >= 11  # the first call and the warm-up's ten
