@@ -13,6 +13,8 @@ the environment (the defaults are the H200 case; the CPU dry run shrinks them):
 
     EB_WORKLOAD=imagenet-resnet50 EB_BATCH=256 EB_SAMPLES=2560 EB_EPOCHS=11 EB_ROUNDS=3 EB_PRECISION=bf16
     EB_GPUS=1 EB_BUDGET_S=430 EB_PHASE_S=60 (a single run's allowance) EB_TORCH=1
+    EB_XLA_DUMP=1 (the train step's HLO per arm and round in $OUT/xla/), EB_JAX_CACHE=0 (in the .sh: no
+    persistent compilation cache, each process compiles and autotunes its own step)
 
 Writes $OUT/keras_fidelity.json and $OUT/keras_fidelity.md.
 """
@@ -63,6 +65,17 @@ def main() -> None:
     gpu_index = 0 if gpus else None
     tmp = Path(tempfile.mkdtemp(prefix="fidelity-"))
     env = ho.bare_env(ho.runner_env(), gpus, gpu_index)
+
+    def arm_env(arm: str, rnd: int) -> dict[str, str]:
+        """EB_XLA_DUMP=1: the train step's HLO before and after XLA's passes, per arm and round, in
+        $OUT/xla/ARM-ROUND (the chosen convolution algorithms are in the optimised module)."""
+        if os.environ.get("EB_XLA_DUMP") != "1":
+            return env
+        dump = out / "xla" / f"{arm}-{rnd}"
+        flags = f"--xla_dump_to={dump} --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*train_step.*"
+        if gpus:
+            flags += f" --xla_gpu_dump_autotune_results_to={dump}/autotune.textproto"
+        return {**env, "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {flags}".strip()}
     report: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "machine": platform.node(), "case": case, "rounds": rounds, "skipped": [],
                               "arms": {}, "single": {}}
@@ -105,12 +118,13 @@ def main() -> None:
                     [row] = fleet.store.results(job_id=job.job_id)
                     per_epoch = [e["img_per_s"] for e in json.loads(row.result_json or "{}")["runs"][0]["epochs"]]
                 elif where == "runner":
-                    result = ho.runner_result(ho.write_job_file(job, tmp), env, tmp,
+                    result = ho.runner_result(ho.write_job_file(job, tmp), arm_env(arm, rnd), tmp,
                                               stderr_to=tmp / f"{arm}-{rnd}.stderr")
                     rate = float(result["runs"][0]["throughput"]["window_img_per_s"])
                     per_epoch = [e["img_per_s"] for e in result["runs"][0]["epochs"]]
                 else:
-                    bare = ho.run_bare(ho.write_job_file(job, tmp), env, stderr_to=tmp / f"{arm}-{rnd}.stderr")
+                    bare = ho.run_bare(ho.write_job_file(job, tmp), arm_env(arm, rnd),
+                                       stderr_to=tmp / f"{arm}-{rnd}.stderr")
                     rate, per_epoch = bare["window_img_per_s"], bare["epoch_img_per_s"]
                 rates[arm].append(rate)
                 epochs[arm].append([round(r, 1) for r in per_epoch])

@@ -20,7 +20,10 @@ W=/tmp/eb-fidelity
 mkdir -p "$OUT" "$W"
 export COLUMNS=160 PYTHONUNBUFFERED=1
 # one XLA compile of each step function for the whole run: later processes load it from disk
-export JAX_COMPILATION_CACHE_DIR=$W/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5
+# (EB_JAX_CACHE=0: none, every process compiles and autotunes its own step)
+if [ "${EB_JAX_CACHE:-1}" = 1 ]; then
+  export JAX_COMPILATION_CACHE_DIR=$W/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5
+fi
 # EB_LOG_COMPILES=1: every XLA compile logged with its time, in each arm's stderr (compiles after the warm-up
 # are a measured window's cost)
 [ -n "${EB_LOG_COMPILES:-}" ] && export JAX_LOG_COMPILES=1
