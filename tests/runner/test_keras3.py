@@ -21,8 +21,8 @@ def test_the_model_computes_in_the_jobs_precision_every_repeat(tmp_path: Path, b
                                                                 dtype: str) -> None:
     pytest.importorskip("keras")
     pytest.importorskip(backend.split("-")[1])
-    spec = job(backend, "cnn", "fashion_mnist", workload={"batch_size": 16, "epochs": 1, "samples": 64,
-                                                                  "synthetic": True}, precision=precision, repeats=2, warmup_epochs=0)
+    workload = {"batch_size": 16, "epochs": 1, "samples": 64, "synthetic": True}
+    spec = job(backend, "cnn", "fashion_mnist", workload=workload, precision=precision, repeats=2, warmup_epochs=0)
     spec["job_id"] = f"t-keras3-{backend}-{precision}"
     rc, messages, stderr = run_job(spec, tmp_path)
     assert rc == 0, stderr[-3000:]
