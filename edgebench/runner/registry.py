@@ -29,7 +29,9 @@ BACKENDS = {
 }
 # A framework job that carries LoadGen settings (JobSpec.inference) runs under the harness.
 LOADGEN = {"torch": ("inference.backend", "TorchLoadGenBackend"),
-           "keras-jax": ("inference.backend", "KerasJaxLoadGenBackend")}
+           "keras-jax": ("inference.backend", "KerasJaxLoadGenBackend"),
+           "keras-torch": ("inference.backend", "KerasTorchLoadGenBackend"),
+           "keras-tensorflow": ("inference.backend", "KerasTensorFlowLoadGenBackend")}
 
 
 def backend_class(name, spec=None):

@@ -42,6 +42,7 @@ from tests.helpers import wait_online
 pytestmark = pytest.mark.slow
 
 RUNTIMES = ["onnxruntime", "openvino", "litert", "torch"]
+KERAS = ["keras-jax", "keras-torch", "keras-tensorflow"]
 _NEEDS = {"onnxruntime": ["onnxruntime", "onnx", "onnxscript", "torch"], "openvino": ["openvino", "onnx", "torch"],
           "litert": ["ai_edge_litert", "tensorflow", "keras"], "torch": ["torch"]}
 missing = [m for rt in RUNTIMES for m in [*_NEEDS[rt], "mlperf_loadgen", "jax"] if importlib.util.find_spec(m) is None]
@@ -110,7 +111,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, mosquitto: Any) -> Iterator[Bo
     cache = tmp / "model-cache"
     good, bad = _perturbed(cache, tmp)
     env = {"EDGEBENCH_MODEL_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    backends = {rt: {"executor": "local", "env": env} for rt in [*RUNTIMES, "keras-jax"]}
+    backends = {rt: {"executor": "local", "env": env} for rt in [*RUNTIMES, *KERAS]}
     # configured, but its runtime is not installed here: jobs for it must be REJECTED up front
     backends["tensorrt"] = {"executor": "local", "env": env}
     config = write_agent_config(tmp / "agent.yaml", backends=backends)
@@ -130,6 +131,11 @@ def box(tmp_path_factory: pytest.TempPathFactory, mosquitto: Any) -> Iterator[Bo
             # Keras 3 on JAX, its jitted stateless_call as the SUT (bf16: the mixed policy on the same weights)
             # (one job: its ~15 s are Keras's imports, which pull in TensorFlow where it is installed)
             jobs.append(_job("keras-jax-cnn-offline-bf16", "keras-jax", "fashion-mnist-cnn", "offline",
+                             precision="bf16"))
+            # and on torch and TensorFlow (their own adapters: inference/keras_torch.py, keras_tf.py)
+            jobs.append(_job("keras-torch-cnn-single-stream-fp32", "keras-torch", "fashion-mnist-cnn",
+                             "single-stream"))
+            jobs.append(_job("keras-tensorflow-cnn-offline-bf16", "keras-tensorflow", "fashion-mnist-cnn", "offline",
                              precision="bf16"))
             jobs += [
                 _job("trt-missing", "tensorrt", "fashion-mnist-cnn", "single-stream"),
@@ -203,16 +209,26 @@ def test_every_runtime_under_loadgen(box: Box) -> None:
     assert store.results(job_id="onnxruntime-cnn-offline")[0].outcome == "OK"
 
 
-def test_keras_on_jax_under_loadgen(box: Box) -> None:
-    for job_id, scenario, precision in (("keras-jax-cnn-offline-bf16", "Offline", "bf16"),):
+KERAS_APPLY = {"keras-jax": "jax.jit(model.stateless_call)",
+               "keras-torch": "model(x, training=False) under torch.no_grad",
+               "keras-tensorflow": "tf.function(model.call, jit_compile=False)"}
+
+
+def test_keras_under_loadgen_on_each_backend(box: Box) -> None:
+    for job_id, scenario, precision in (("keras-jax-cnn-offline-bf16", "Offline", "bf16"),
+                                        ("keras-torch-cnn-single-stream-fp32", "SingleStream", "fp32"),
+                                        ("keras-tensorflow-cnn-offline-bf16", "Offline", "bf16")):
+        backend = job_id.rsplit("-cnn-", 1)[0]
         ev = box.events[job_id]
         assert ev.state == JobState.SUCCEEDED, (job_id, ev.reason, (ev.log_tail or "")[-2000:])
         inf = ev.result.runs[0].inference
         assert inf.loadgen.valid and inf.loadgen.scenario == scenario, inf.loadgen.invalid_reason
         assert inf.equivalence.passed and "fp32 on the CPU, same weights" in inf.equivalence.reference
         assert inf.equivalence.tolerance_rel == (5e-2 if precision == "bf16" else 1e-3)
-        assert inf.model.format == "keras" and inf.knobs["apply"] == "jax.jit(model.stateless_call)"
-        assert ev.result.fingerprint.libraries["jax"] and ev.result.fingerprint.libraries["keras"]
+        assert inf.model.format == "keras" and inf.knobs["apply"] == KERAS_APPLY[backend]
+        assert inf.knobs["model_compute_dtypes"] == {"bf16": "bfloat16", "fp32": "float32"}[precision]
+        framework = backend.split("-", 1)[1]
+        assert ev.result.fingerprint.libraries[framework] and ev.result.fingerprint.libraries["keras"]
 
 
 def test_corrupted_weights_fail_equivalence_and_minimums_fail_validity(box: Box) -> None:
@@ -264,12 +280,12 @@ def test_the_report_shows_loadgen_runs_in_their_own_section(box: Box) -> None:
     store = ResultStore(box.watcher.fc.cfg.store_url)
     report = build_report(store.results())
     assert not [c for c in report.cells if c.mode == "infer" and c.ok]  # a LoadGen figure is no img/s cell
-    assert len(report.inference) == 23  # 20 runs, Keras-JAX's, the perturbed artifact's and the unmet minimum's
+    assert len(report.inference) == 25  # 20 runs, 3 Keras backends', the perturbed artifact's, the unmet minimum's
     assert "box1" in report.devices
     doc = report_document(report)
     tables = {t.key: t for t in doc.tables()}
     latency = tables["inference-latency"]
-    assert len(latency.rows) == 23
+    assert len(latency.rows) == 25
     fig, eq = latency.column("figure"), latency.column("equivalence")
     unmet = [row for row in latency.rows if row[fig].text == "INVALID"]
     assert len(unmet) == 1 and unmet[0][fig].raw is None  # INVALID, not a number

@@ -156,6 +156,46 @@ class KerasJaxLoadGenBackend(LoadGenBackend):
         return len(gpus), "jax %s sees %d GPU(s)" % (jax.__version__, len(gpus))
 
 
+class KerasTorchLoadGenBackend(LoadGenBackend):
+    """Keras 3 on PyTorch under LoadGen (inference/keras_torch.py): a keras-torch job that carries
+    inference settings, answered by the model's call under torch.no_grad."""
+
+    runtime = "keras-torch"
+    requirements = (("keras", ("keras",)), ("torch", ("torch",)), LOADGEN)
+
+    @classmethod
+    def providers(cls):
+        import torch
+
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    def accelerators(self):
+        from ..torch_placement import torch_accelerators
+
+        return torch_accelerators()
+
+
+class KerasTensorFlowLoadGenBackend(LoadGenBackend):
+    """Keras 3 on TensorFlow under LoadGen (inference/keras_tf.py): a keras-tensorflow job that carries
+    inference settings, answered by a tf.function of the model's call."""
+
+    runtime = "keras-tensorflow"
+    requirements = (("keras", ("keras",)), ("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")),
+                    LOADGEN)
+
+    @classmethod
+    def providers(cls):
+        import tensorflow as tf
+
+        return sorted({d.device_type.lower() for d in tf.config.list_logical_devices()})
+
+    def accelerators(self):
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return len(gpus), "TensorFlow %s sees %d logical GPU(s)" % (tf.__version__, len(gpus))
+
+
 def _is_gpu(provider):
     name = provider.lower()
     return any(word in name for word in ("cuda", "tensorrt", "gpu", "rocm", "migraphx"))

@@ -13,6 +13,7 @@ Order and why:
    scenario, then RAPL and the window's end. LoadGen's own summary is the measurement.
 """
 
+import importlib
 import os
 import platform
 import time
@@ -25,6 +26,10 @@ from .artifacts import Cache
 from .export import ensure, to_layout
 
 RUNTIME_BACKENDS = ("onnxruntime", "openvino", "litert", "tensorrt")
+# the frameworks' own adapters: each builds the catalogue's model itself (no exported artifact)
+KERAS_ADAPTERS = {"keras-jax": (".keras_jax", "KerasJax"), "keras-torch": (".keras_torch", "KerasTorch"),
+                  "keras-tensorflow": (".keras_tf", "KerasTensorFlow")}
+FRAMEWORK_ADAPTERS = ("torch", *KERAS_ADAPTERS)
 WARMUP_MIN_ITERS = 10
 WARMUP_MIN_S = 0.25  # with >= 10 calls: enough for the hints; compile happens on the first call
 WARMUP_MAX_S = 10.0
@@ -33,18 +38,18 @@ WARMUP_MAX_S = 10.0
 def runtime_for(backend):
     if backend in RUNTIME_BACKENDS:
         return backend
-    if backend in ("torch", "keras-jax"):
+    if backend in FRAMEWORK_ADAPTERS:
         return backend
-    raise Unsupported("backend %r has no LoadGen inference path (runtimes: %s, torch, keras-jax)"
-                      % (backend, ", ".join(RUNTIME_BACKENDS)))
+    raise Unsupported("backend %r has no LoadGen inference path (runtimes: %s; frameworks: %s)"
+                      % (backend, ", ".join(RUNTIME_BACKENDS), ", ".join(sorted(FRAMEWORK_ADAPTERS))))
 
 
 def make_runtime(name, settings, precision, artifact, gpus, model, dataset):
-    """The adapter: runtimes.py's, or Keras on JAX (keras_jax.py builds on runtimes.Runtime)."""
-    if name == "keras-jax":
-        from .keras_jax import KerasJax
-
-        return KerasJax(settings, precision, artifact, gpus, model, dataset)
+    """The adapter: runtimes.py's, or a Keras 3 backend's (keras_jax.py, keras_torch.py, keras_tf.py)."""
+    if name in KERAS_ADAPTERS:
+        module, cls = KERAS_ADAPTERS[name]
+        adapter = getattr(importlib.import_module(module, __package__), cls)
+        return adapter(settings, precision, artifact, gpus, model, dataset)
     return runtimes.make(name, settings, precision, artifact, gpus, model, dataset)
 
 

@@ -29,8 +29,8 @@ OV_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 def artifact_request(runtime, precision):
     """(format, precision of the file) that runtime needs for a job's precision; None for the
-    frameworks (torch, Keras on JAX), which build the catalogue's model themselves."""
-    if runtime in ("torch", "keras-jax"):
+    frameworks (torch, Keras 3 on JAX, torch or TensorFlow), which build the catalogue's model themselves."""
+    if runtime in ("torch", "keras-jax", "keras-torch", "keras-tensorflow"):
         if precision == "int8":
             raise Unsupported("%s inference runs fp32, bf16 or fp16; int8 is for the runtimes" % runtime)
         return None
