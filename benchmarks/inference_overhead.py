@@ -5,6 +5,10 @@
 - OpenVINO Offline samples/s: edgebench vs ``benchmark_app`` (ships with the openvino wheel),
   both with PERFORMANCE_HINT throughput, f32 inference precision, the same static batch;
 - torch SingleStream p90: edgebench vs a bare timed ``module(x)`` loop at batch 1;
+- Keras 3 SingleStream p90 on each backend (``--only keras-jax,keras-torch,keras-tensorflow``): edgebench vs a
+  bare loop of the same call its adapter makes (jitted ``stateless_call``, the call under ``torch.no_grad``, a
+  ``tf.function``), in a child process per backend (KERAS_BACKEND is read once), and beside it Keras's own
+  ``predict_on_batch`` (what a user's first loop calls);
 - the harness floor: edgebench's SUT under LoadGen with a runtime that computes nothing
   (SingleStream p90 of LoadGen's issue -> Python callback -> QuerySamplesComplete). A bare loop
   does not pay it and MLPerf's own harnesses do, so the table also gives each SingleStream
@@ -130,6 +134,59 @@ def torch_bare(model: str, dataset: str, x, seconds: float, threads: int | None 
     return bare_latency_p90(predict, x, seconds)
 
 
+KERAS_BARE = r"""
+import os, sys, time, json
+os.environ["KERAS_BACKEND"] = sys.argv[1]
+import keras, numpy
+sys.path.insert(0, sys.argv[5])
+from edgebench.runner import keras_models
+from edgebench.runner.catalogue import DATASETS
+from edgebench.runner.inference.export import reference_inputs
+model_name, dataset, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4])
+info = DATASETS[dataset]
+keras.utils.set_random_seed(0)
+with keras.device("cpu"):
+    model = keras_models.build(keras, model_name, info["shape"], info["classes"], "channels_last")
+x = reference_inputs(dataset, 1, "NHWC")
+backend = sys.argv[1]
+if backend == "jax":
+    import jax
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    fn = jax.jit(lambda t, n, a: model.stateless_call(t, n, a, training=False)[0])
+    call = lambda a: numpy.asarray(fn(tv, ntv, a))
+elif backend == "torch":
+    import torch
+    def call(a):
+        with torch.no_grad(), keras.device("cpu"):
+            return model(torch.from_numpy(a), training=False).float().cpu().numpy()
+else:
+    import tensorflow as tf
+    fn = tf.function(lambda a: model(a, training=False))
+    call = lambda a: fn(a).numpy()
+def p90(f):
+    for _ in range(20):
+        f(x)
+    times, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter(); f(x); times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[int(0.9 * (len(times) - 1))] * 1e3
+print(json.dumps({"same_call_p90_ms": p90(call), "predict_on_batch_p90_ms": p90(model.predict_on_batch)}))
+"""
+
+
+def keras_bare(backend: str, model: str, dataset: str, seconds: float) -> dict:
+    """(p90 of the adapter's own call, p90 of predict_on_batch) at batch 1, in a child process."""
+    proc = subprocess.run([sys.executable, "-c", KERAS_BARE, backend.split("-", 1)[1], model, dataset, str(seconds),
+                           str(REPO)], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"bare {backend} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def benchmark_app(model_path: str, shape: list[int], seconds: float) -> float:
     exe = Path(sys.executable).parent / "benchmark_app"
     cmd = [str(exe), "-m", model_path, "-d", "CPU", "-hint", "throughput", "-infer_precision", "f32",
@@ -152,7 +209,8 @@ def main() -> None:
                     help="Intra-op threads on both sides (ORT intra_op_num_threads, torch.set_num_threads, "
                          "OpenVINO INFERENCE_NUM_THREADS via the job); default: each runtime's own.")
     ap.add_argument("--only", default="ort,openvino,torch",
-                    help="Comma-separated subset of ort, openvino, torch (a box without OpenVINO: ort,torch).")
+                    help="Comma-separated subset of ort, openvino, torch, keras-jax, keras-torch, keras-tensorflow "
+                         "(a box without OpenVINO: ort,torch).")
     args = ap.parse_args()
     only = set(args.only.split(","))
     wl = WORKLOADS[args.workload]
@@ -164,6 +222,10 @@ def main() -> None:
     meta_shape = onnx.meta["input"]["shape"]
     rows: dict[str, dict[str, list[float]]] = {name: {"edgebench": [], "tool": []} for name, key in (
         ("ort_p90_ms", "ort"), ("openvino_offline_sps", "openvino"), ("torch_p90_ms", "torch")) if key in only}
+    keras = [b for b in ("keras-jax", "keras-torch", "keras-tensorflow") if b in only]
+    for b in keras:
+        rows[f"{b}_p90_ms"] = {"edgebench": [], "tool": []}
+    predict_on_batch: dict[str, list[float]] = {b: [] for b in keras}
     floor: list[float] = []
     for rnd in range(args.rounds):
         order = ("edgebench", "tool") if rnd % 2 == 0 else ("tool", "edgebench")
@@ -183,7 +245,14 @@ def main() -> None:
                     rows["torch_p90_ms"]["edgebench"].append(edgebench_run(
                         "torch", args.workload, "single-stream", args.seconds, 1, cache, home, work,
                         args.threads)["p90_ms"])
+                for b in keras:
+                    rows[f"{b}_p90_ms"]["edgebench"].append(edgebench_run(
+                        b, args.workload, "single-stream", args.seconds, 1, cache, home, work)["p90_ms"])
             else:
+                for b in keras:
+                    bare = keras_bare(b, str(wl["model"]), str(wl["dataset"]), args.seconds)
+                    rows[f"{b}_p90_ms"]["tool"].append(bare["same_call_p90_ms"])
+                    predict_on_batch[b].append(bare["predict_on_batch_p90_ms"])
                 if "ort_p90_ms" in rows:
                     rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds, args.threads))
                 if "openvino_offline_sps" in rows:
@@ -208,6 +277,9 @@ def main() -> None:
             off = f"{(e - floor_ms) / t:>17.3f}"
         report["figures"][name] = doc
         print(f"{name:<24} {e:>12.4g} {t:>12.4g} {ratio:>8.3f} {off}")
+    for b, values in predict_on_batch.items():
+        report["figures"][f"{b}_p90_ms"]["keras_predict_on_batch"] = values
+        print(f"{b}: Keras's own predict_on_batch p90 {statistics.median(values):.4g} ms (bare, batch 1)")
     if floor_ms is not None:
         print(f"harness floor (LoadGen + edgebench's SUT, a runtime computing nothing): p90 {floor_ms:.4f} ms")
     if args.out:

@@ -6,6 +6,7 @@
 #   benchmarks/gpu/run.sh study     # telemetry check vs nvidia-smi + sweeps/study-2019-gpu.yaml
 #   benchmarks/gpu/run.sh knobs     # sweeps/knobs-resnet50-gpu.yaml + harness overhead (agent vs bare)
 #   benchmarks/gpu/run.sh scaling   # sweeps/scaling-resnet50.yaml (1, 2, 4 GPUs)
+#   benchmarks/gpu/run.sh keras-knobs  # one GPU: sweeps/knobs-keras-resnet50-1gpu.yaml (issue 21)
 #   benchmarks/gpu/run.sh telemetry # NVML call costs (benchmarks/nvml_call_cost.py), telemetry check per read plan
 #   benchmarks/gpu/run.sh jaxdp-telemetry  # Keras-JAX DataParallel at 1, 2, all GPUs, then telemetry
 #
@@ -150,6 +151,11 @@ case "$PHASE" in
     start_agent "h200x$NGPU" "$(seq -s, 0 $LAST)" false 9400
     timeout 330 "${CTL[@]}" dispatch --device "h200x$NGPU" --sweep sweeps/scaling-resnet50-keras-jax.yaml \
       --sweep-id "h200x$NGPU-keras-jax-dp-async" --wait-timeout 320 >"$W/extras/dispatch.txt" 2>&1
+    ;;
+  keras-knobs)  # issue 21 on one GPU: the Keras knob cells after the bf16 fix, 3 repeats, through the agent
+    start_agent h200 0 false 9400
+    timeout 540 "${CTL[@]}" dispatch --device h200 --sweep sweeps/knobs-keras-resnet50-1gpu.yaml \
+      --sweep-id h200-keras-knobs --wait-timeout 520 >"$W/extras/dispatch.txt" 2>&1
     ;;
   keras-overhead)  # Keras-JAX then Keras-torch harness overhead on GPU 0, same window definition both sides
     for b in keras-jax keras-torch; do
