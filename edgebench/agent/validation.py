@@ -49,7 +49,7 @@ def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) ->
 
 
 # which backends run which model format (docs/MODELS.md): ONNX on the runtimes under LoadGen,
-# .keras on the Keras 3 backends (training, and the thin per-batch infer mode)
+# .keras on the Keras 3 backends (training, the thin per-batch infer mode, and LoadGen)
 FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino"), "keras": ("keras-jax", "keras-torch", "keras-tensorflow")}
 
 
@@ -60,9 +60,6 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
     if job.backend.value not in runs_on:
         raise Rejection(f"a {ref.format} model runs on {', '.join(runs_on) or 'no backend yet'}, not "
                         f"{job.backend.value}", "backend")
-    if ref.format == "keras" and job.inference is not None:
-        raise Rejection("a .keras model under LoadGen is not supported yet (train, or infer without inference "
-                        "settings)", "inference")
     if job.precision.value != "fp32" and ref.format == "keras":
         # the file's own dtype policies decide
         raise Rejection("a user's keras model runs fp32", "precision")

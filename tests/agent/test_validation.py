@@ -14,14 +14,15 @@ from edgebench.schemas.artifact import ModelArtifactRef
 from tests.artifact_models import make_keras, make_onnx, ref_doc
 
 
-def _job(tmp_path: Path, fmt: str, backend: str, precision: str):  # type: ignore[no-untyped-def]
+def _job(tmp_path: Path, fmt: str, backend: str, precision: str,  # type: ignore[no-untyped-def]
+         loadgen: bool = False):
     if fmt == "onnx":
         doc = ref_doc(make_onnx(tmp_path / "m.onnx"), "onnx", kind="directory", shape=(1, 8, 8), layout="NCHW")
     else:
         doc = ref_doc(make_keras(tmp_path / "m.keras"), "keras", kind="directory", shape=(8, 8, 1), layout="NHWC")
     ref = ModelArtifactRef.model_validate(doc)
     case = {"backend": backend, "model": "m", "precision": precision}
-    if fmt == "onnx":
+    if fmt == "onnx" or loadgen:
         case.update(mode="infer", scenario="single-stream")
     return build_job(case, f"j-{backend}-{precision}", None, lambda _ref, _job: (ref, None))
 
@@ -36,6 +37,13 @@ def _backends(name: str) -> dict[str, BackendInfo]:
 def test_the_precisions_a_users_model_runs_in_are_accepted(tmp_path: Path, fmt: str, backend: str,
                                                           precision: str) -> None:
     check_job(_job(tmp_path, fmt, backend, precision), _backends(backend), gpu_count=0)
+
+
+@pytest.mark.parametrize("backend", ["keras-jax", "keras-torch", "keras-tensorflow"])
+def test_a_users_keras_model_under_loadgen_is_accepted(tmp_path: Path, backend: str) -> None:
+    job = _job(tmp_path, "keras", backend, "fp32", loadgen=True)
+    assert job.inference is not None
+    check_job(job, _backends(backend), gpu_count=0)
 
 
 @pytest.mark.parametrize(("fmt", "backend", "precision", "words"), [

@@ -28,6 +28,7 @@ needs = {
     "keras-torch": ("keras", "torch"),
     "keras-tensorflow": ("keras", "tensorflow"),
 }
+LOADGEN_KERAS = {k: (*v, "mlperf_loadgen") for k, v in needs.items() if k.startswith("keras")}
 
 
 def _param(backend: str) -> Any:
@@ -128,6 +129,49 @@ def test_user_keras_trains(backend: str, tmp_path: Path) -> None:
     measured = [e for e in of_type(messages, "epoch") if not e["warmup"]]
     assert measured and all(e["batches"] == 32 for e in measured)  # 256 synthetic samples / batch 8
     assert run["throughput"]["window_img_per_s"] > 0 and run["loss"] is not None
+
+
+def _loadgen_keras(backend: str) -> Any:
+    missing = [m for m in LOADGEN_KERAS[backend] if importlib.util.find_spec(m) is None]
+    return pytest.param(backend, marks=pytest.mark.skipif(bool(missing), reason=f"{missing} not installed"))
+
+
+@pytest.mark.parametrize("backend", [_loadgen_keras("keras-jax"), _loadgen_keras("keras-torch"),
+                                     _loadgen_keras("keras-tensorflow")])
+@pytest.mark.parametrize("scenario", ["single-stream", "offline"])
+def test_user_keras_under_loadgen(backend: str, scenario: str, tmp_path: Path) -> None:
+    """A user's .keras file on each Keras backend's LoadGen adapter: loaded in safe mode from the verified cache,
+    its own digest in the result, the same file fp32 on the CPU as the equivalence reference, samples of its
+    input signature; Offline's last batch short (60 samples, batch 8)."""
+    model = make_keras(tmp_path / "tiny.keras")
+    _, doc = _delivered(tmp_path, model, "keras", (8, 8, 1), "NHWC")
+    spec = _user_job(backend, doc, mode="infer", min_batches=None, min_window_s=None, warmup_epochs=0,
+                     workload={"samples": 60, "epochs": 1},
+                     inference={"scenario": scenario, "rules": "quick", "min_duration_ms": 300,
+                                "min_query_count": 64})
+    rc, messages, stderr = run_job(spec, tmp_path)
+    assert rc == 0, stderr[-3000:]
+    run = messages[-1]["runs"][0]
+    RunResult.model_validate(run, strict=False)
+    inf = run["inference"]
+    assert inf["runtime"] == backend
+    assert inf["model"]["sha256"] == doc["digest"] and inf["model"]["format"] == "keras"
+    assert inf["equivalence"]["passed"], inf["equivalence"]
+    assert "fp32 on the CPU, the user's model" in inf["equivalence"]["reference"]
+    assert inf["loadgen"]["valid"], inf["loadgen"]["invalid_reason"]
+    assert messages[-1]["knobs"]["model_format"] == "keras"
+    assert of_type(messages, "data")[0]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize("backend", [_loadgen_keras("keras-jax")])
+def test_user_keras_under_loadgen_runs_fp32_only(backend: str, tmp_path: Path) -> None:
+    model = make_keras(tmp_path / "tiny.keras")
+    _, doc = _delivered(tmp_path, model, "keras", (8, 8, 1), "NHWC")
+    spec = _user_job(backend, doc, mode="infer", min_batches=None, min_window_s=None, precision="bf16",
+                     inference={"scenario": "single-stream", "rules": "quick"})
+    rc, messages, _ = run_job(spec, tmp_path)
+    assert rc == 2
+    assert messages[-1]["error_type"] == "Unsupported" and messages[-1]["message"].startswith("precision:")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")

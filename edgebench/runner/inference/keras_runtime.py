@@ -70,7 +70,12 @@ class KerasRuntime(Runtime):
 
     def build_pair(self, keras, device):
         """(reference model: fp32 on the CPU, the model that answers: the job's precision on ``device``,
-        holding the reference's weight values). One model when they coincide (fp32 on the CPU)."""
+        holding the reference's weight values). One model when they coincide (fp32 on the CPU).
+
+        A user's .keras file (``self.artifact``, verified by its digest) is loaded in safe mode instead, on
+        each device, and runs fp32 only (its own dtype policies are what it was saved with)."""
+        if self.artifact is not None:
+            return self._load_pair(keras, device)
         with keras.device("cpu"):
             ref = self.build(keras, "float32")
         self.weights_digest(ref.get_weights())
@@ -80,6 +85,20 @@ class KerasRuntime(Runtime):
             model = self.build(keras, POLICIES[self.precision])
             model.set_weights(ref.get_weights())
         check_compute_dtype(model, POLICIES[self.precision], False)
+        return ref, model
+
+    def _load_pair(self, keras, device):
+        from .. import user_models
+
+        if self.precision != "fp32":
+            raise Unsupported("a user's .keras model runs fp32 (its layers keep the dtype policies it was saved "
+                              "with), not %s" % self.precision, field="precision")
+        with keras.device("cpu"):
+            ref = user_models.load_keras(keras, self.artifact.path)
+        if device == "cpu":
+            return ref, ref
+        with keras.device(device):
+            model = user_models.load_keras(keras, self.artifact.path)
         return ref, model
 
     def weights_digest(self, arrays):
@@ -96,10 +115,13 @@ class KerasRuntime(Runtime):
     def reference_description(self):
         import keras
 
-        return "keras %s on %s %s, fp32 on the CPU, same weights" % (keras.__version__, self.keras_backend,
-                                                                     self.framework_version())
+        what = "the user's model" if self.artifact is not None else "same weights"
+        return "keras %s on %s %s, fp32 on the CPU, %s" % (keras.__version__, self.keras_backend,
+                                                           self.framework_version(), what)
 
     def model_info(self):
+        if self.artifact is not None:
+            return self.artifact.info()  # the user's file: its own digest
         return {"format": "keras", "sha256": self._digest, "size_bytes": self._size,
                 "precision": "fp32", "source": "runner/keras_models.py %s, seed 0" % self.model_name,
                 "quantiser": "", "calibration": ""}

@@ -113,6 +113,9 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
     wl = spec["workload"]
     precision = spec.get("precision", "fp32")
     need = runtimes.artifact_request(runtime, precision)
+    if need is None and runtime in KERAS_ADAPTERS and user_models.is_user_model(spec):
+        # a user's .keras file on a Keras adapter: the verified file itself (fp32; keras_runtime.py loads it)
+        return user_models.artifact(spec, "keras"), False
     if need is None:
         return None, False
     fmt, file_precision = need
@@ -259,7 +262,11 @@ def run(ctx):
     emitter.send(protocol.data(data_source, len(x)))
 
     # equivalence on the reference batch (and real top-1 when the files are real)
-    if artifact is not None and user_models.is_user_model(spec) and artifact.reference() is None:
+    if artifact is not None and artifact.format == "keras":
+        # a user's .keras file: the same file, fp32 on the CPU, is the reference (keras_runtime.py)
+        ref_x = user_models.reference_batch(user_models.reference_of(spec), int(inference["reference_samples"]))
+        ref_out, ref_desc = runtime.reference(ref_x)
+    elif artifact is not None and user_models.is_user_model(spec) and artifact.reference() is None:
         # a user's model: ONNX Runtime (CPU, optimisations off) is the reference framework
         ref_x = user_models.reference_batch(user_models.reference_of(spec), int(inference["reference_samples"]))
         ref_out, ref_desc = user_models.onnx_reference(artifact.path, ref_x)
@@ -294,7 +301,7 @@ def run(ctx):
     energy = rapl.PackageEnergy()
     knobs = {"runtime": runtime_name, "scenario": scenario, "rules": inference["rules"],
              "precision": precision, "batch_size": str(bs),
-             "model_format": (artifact.format if artifact is not None else "torch-module"),
+             "model_format": runtime.model_info()["format"],  # keras / torch-module for the frameworks' own
              "warmup_median_ms": ", ".join("bs%d %.3f" % (k, v * 1e3) for k, v in sorted(warm.items())),
              "warmup_first_call_ms": ", ".join("bs%d %.3f" % (k, v * 1e3) for k, v in sorted(first_call.items())),
              "model_exported_now": str(bool(exported)),
