@@ -34,9 +34,9 @@ LAST=$((NGPU - 1))
 nvidia-smi -L 2>&1 | tee "$W/extras/nvidia-smi-L.txt"
 nvidia-smi -q > "$W/extras/nvidia-smi-q.txt" 2>&1
 BROKER="mqtt://127.0.0.1:1883?protocol=311"
-python3 -m controller.cli broker --port 1883 >"$W/broker.log" 2>&1 &
+python3 -m edgebench.controller.cli broker --port 1883 >"$W/broker.log" 2>&1 &
 sleep 2
-CTL=(python3 -m controller.cli --broker "$BROKER" --fleet gpu --store "sqlite:///$OUT/results-$PHASE.db")
+CTL=(python3 -m edgebench.controller.cli --broker "$BROKER" --fleet gpu --store "sqlite:///$OUT/results-$PHASE.db")
 
 start_agent() {  # device_id, "0,1,2", concurrent(true/false), metrics port
   cat >"$W/$1.yaml" <<CFG
@@ -56,7 +56,7 @@ backends:
   torch: {env: {PYTHONPATH: "$SITE"}}
   sleep: {}
 CFG
-  python3 -m agent.cli run --config "$W/$1.yaml" --broker "$BROKER" --log-level INFO >"$W/$1.log" 2>&1 &
+  python3 -m edgebench.agent.cli run --config "$W/$1.yaml" --broker "$BROKER" --log-level INFO >"$W/$1.log" 2>&1 &
 }
 
 gpus_below_last() { seq -s, 0 $((LAST - 1)); }
