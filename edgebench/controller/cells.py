@@ -154,20 +154,22 @@ class Cell:
 
 
 def job_variant(r: ResultRow) -> str:
-    """Knobs the job set explicitly beyond precision (layout, compilation), as a label suffix.
+    """Knobs the job set explicitly beyond precision (layout, compilation, input placement), as a label suffix.
 
     Part of a cell's identity, so that a knob sweep's configurations are not
     merged into one cell; shown beside the precision.
     """
-    return variant_label(r.data_format, r.compiled)
+    return variant_label(r.data_format, r.compiled, r.input_placement)
 
 
-def variant_label(data_format: str | None, compiled: bool | None) -> str:
+def variant_label(data_format: str | None, compiled: bool | None, input_placement: str | None = None) -> str:
     parts = []
     if data_format:
         parts.append(str(data_format))
     if compiled is not None:
         parts.append("compiled" if compiled else "eager")
+    if input_placement:
+        parts.append(f"input {input_placement}")
     return "".join(f" · {p}" for p in parts)
 
 

@@ -69,6 +69,7 @@ def flatten(row: ResultRow, status: AgentStatus | None = None, job_tags: Iterabl
         "global_batch_size": res.global_batch_size if res else None,
         "data_format": res.data_format.value if res and res.data_format else None,
         "compile": res.compile if res else None,
+        "input": res.job.input.value if res and res.job.input else None,
         "memory_policy": res.memory_policy.value if res else None,
         "data_source": res.data_source if res else None,
         "epochs": res.workload.epochs if res else None,

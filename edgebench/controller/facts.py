@@ -99,6 +99,7 @@ def facts_values(res: Result) -> dict[str, Any]:
     return {
         "data_format": res.data_format.value if res.data_format else None,
         "compiled": res.compile,
+        "input_placement": res.job.input.value if res.job.input else None,
         "hardware": hardware_of(res),
         "driver": (gpu.driver or None) if gpu else None,
         "image_digest": (fp.container_digest or None),

@@ -96,7 +96,7 @@ def key_of(row: FactRow, by: GroupBy) -> CellKey | None:
             or row.batch_size is None or row.precision is None:
         return None
     return CellKey(group_of(row, by), row.model, row.dataset, row.mode, row.backend, row.batch_size,
-                   row.precision + variant_label(row.data_format, row.compiled), row.gpus or 0)
+                   row.precision + variant_label(row.data_format, row.compiled, row.input_placement), row.gpus or 0)
 
 
 def group_rows(rows: list[FactRow], by: GroupBy) -> dict[CellKey, list[FactRow]]:
@@ -113,7 +113,7 @@ def group_rows(rows: list[FactRow], by: GroupBy) -> dict[CellKey, list[FactRow]]
             (r.hardware, r.power_mode, r.device_id) if by is GroupBy.device else \
             (r.hardware, r.power_mode, r.driver, r.image_digest)
         k = (group, r.model, r.dataset, r.mode, r.backend, r.batch_size, r.precision, r.data_format, r.compiled,
-             r.gpus)
+             r.input_placement, r.gpus)
         raw.setdefault(k, []).append(r)
     out: dict[CellKey, list[FactRow]] = {}
     for members in raw.values():

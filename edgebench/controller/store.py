@@ -397,6 +397,7 @@ def _result_values(event: JobEvent, spec: JobSpec | None) -> dict[str, Any]:
             dataset=job.workload.dataset, batch_size=job.workload.batch_size,
             precision=job.precision.value, gpus=job.gpus,
             data_format=job.data_format.value if job.data_format else None, compiled=job.compile,
+            input_placement=job.input.value if job.input else None,
         )
     if res is not None:
         values.update(img_per_s=res.summary.window_img_per_s, img_per_s_std=res.summary.std_img_per_s)

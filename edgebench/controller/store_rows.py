@@ -36,6 +36,7 @@ class ResultRow:
     reason: str | None
     finished_at: datetime | None
     result_json: str | None
+    input_placement: str | None = None
 
     def result(self) -> Result | None:
         return Result.from_stored_json(self.result_json) if self.result_json else None
@@ -100,6 +101,7 @@ class FactRow(NamedTuple):
     power_mode: str | None
     verdict: str | None
     stats_json: str | None
+    input_placement: str | None = None
 
     @property
     def stats(self) -> dict[str, Any]:

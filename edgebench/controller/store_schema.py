@@ -67,6 +67,7 @@ results = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("finished_at", sa.DateTime(timezone=True), index=True),
     sa.Column("result_json", sa.Text),
+    sa.Column("input_placement", sa.String(8)),  # the job's explicit input knob (host, device), v6
 )
 
 # One narrow row per result with what comparisons over many results read
@@ -101,6 +102,7 @@ result_facts = sa.Table(
     sa.Column("power_mode", sa.String(64)),
     sa.Column("verdict", sa.String(8)),  # valid, suspect, NULL: no validity record
     sa.Column("stats_json", sa.Text),  # repeats' and blocks' img/s, suspect reasons, images, energy
+    sa.Column("input_placement", sa.String(8)),  # v6, as results.input_placement
 )
 
 devices = sa.Table(
@@ -153,7 +155,7 @@ def _v1_tables(conn: sa.Connection) -> None:
     # the tables as version 1 made them, so that later migrations apply to old and new stores alike
     metadata.create_all(conn, tables=[events, devices])
     _as_of_v1(jobs, ("reconciled_at", "redispatches")).create(conn, checkfirst=True)
-    _as_of_v1(results, ("data_format", "compiled")).create(conn, checkfirst=True)
+    _as_of_v1(results, ("data_format", "compiled", "input_placement")).create(conn, checkfirst=True)
 
 
 def _v3_integrity(conn: sa.Connection) -> None:
@@ -202,13 +204,15 @@ FACT_IDENTITY = ("job_id", "device_id", "attempt", "sweep_id", "outcome", "backe
 
 def _v4_result_facts(conn: sa.Connection) -> None:
     """result_facts, backfilled from every stored result (parsed once, here)."""
-    result_facts.create(conn, checkfirst=True)
+    _as_of_v1(result_facts, V6_COLUMNS).create(conn, checkfirst=True)
     rows = conn.execute(sa.select(*(results.c[k] for k in FACT_IDENTITY), results.c.result_json)
                         .where(results.c.result_json.is_not(None))).all()
     batch: list[dict[str, Any]] = []
     for row in rows:
         values = _facts_of(row[-1])
         if values is not None:
+            for later in V6_COLUMNS:
+                values.pop(later, None)
             batch.append({**dict(zip(FACT_IDENTITY, row[:-1])), **values})
         if len(batch) >= 500:
             conn.execute(result_facts.insert(), batch)
@@ -226,6 +230,27 @@ def _facts_of(result_json: str) -> dict[str, Any] | None:
         return None  # a row no reader can parse either; comparisons skip it
 
 
+V6_COLUMNS = ("input_placement",)
+
+
+def _v6_input_placement(conn: sa.Connection) -> None:
+    """results / result_facts.input_placement (the job's ``input: host | device``), backfilled from each
+    result's job: two results that differ only in where the input lives are two report cells, not one."""
+    for name in ("results", "result_facts"):
+        conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN input_placement VARCHAR(8)"))
+    specs = {(r[0], r[1]): r[2] for r in conn.execute(sa.select(jobs.c.job_id, jobs.c.device_id, jobs.c.spec_json))}
+    rows = conn.execute(sa.select(results.c.job_id, results.c.device_id, results.c.attempt,
+                                  results.c.result_json)).all()
+    for job_id, device_id, attempt, result_json in rows:
+        spec = _spec_of(result_json, specs.get((job_id, device_id)))
+        placement = spec.get("input") if spec else None
+        if placement not in ("host", "device"):
+            continue
+        for table in (results, result_facts):
+            conn.execute(table.update().where(table.c.job_id == job_id, table.c.device_id == device_id,
+                                              table.c.attempt == attempt).values(input_placement=placement))
+
+
 # version -> callable(connection). Version 1 creates the tables; later versions
 # alter them. Never edit an applied migration: add a new one.
 MIGRATIONS: dict[int, Any] = {
@@ -234,6 +259,7 @@ MIGRATIONS: dict[int, Any] = {
     3: _v3_integrity,
     4: _v4_result_facts,
     5: v5_models,  # the model registry (controller/model_registry.py, issue 19)
+    6: _v6_input_placement,
 }
 
 

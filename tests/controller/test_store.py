@@ -77,3 +77,38 @@ def test_a_version_1_store_migrates_and_still_reports(tmp_path) -> None:
             assert res.backend == res.job.backend  # read through the embedded job
     knob_row = next(r for r in rows if r.job_id == job_id)
     assert (knob_row.data_format, knob_row.compiled) == ("channels_first", False)
+
+
+def test_input_placement_is_part_of_a_cells_identity(tmp_path) -> None:
+    """Keras-JAX with input host and with input device are two configurations (6,318 vs 3,944 img/s on an
+    H200, 2026-12-03): a store of schema version 5 gains input_placement, backfilled from each job, and the
+    report and the comparison keep the two apart instead of merging them into one cell."""
+    import shutil
+    import sqlite3
+
+    from edgebench.controller.groups import GroupBy, group_rows
+    from edgebench.controller.report import build_report
+
+    db = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURES / "report_store_gpu.sqlite", db)
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT job_id, result_json FROM results WHERE result_json IS NOT NULL "
+                        "AND outcome = 'OK' LIMIT 2").fetchall()
+    (first, text), (second, _) = rows
+    doc = json.loads(text)
+    for job_id, placement in ((first, "device"), (second, "host")):
+        d = json.loads(json.dumps(doc))
+        d["job"]["job_id"] = d["job_id"] = job_id
+        d["job"]["input"] = placement
+        conn.execute("UPDATE results SET result_json=? WHERE job_id=?", (json.dumps(d), job_id))
+    conn.commit()
+    conn.close()
+    store = ResultStore(f"sqlite:///{db}")
+    placed = {r.job_id: r.input_placement for r in store.results() if r.job_id in (first, second)}
+    assert placed == {first: "device", second: "host"}
+    facts = [f for f in store.select_facts(ok_only=False) if f.job_id in (first, second)]
+    assert {f.input_placement for f in facts} == {"device", "host"}
+    keys = list(group_rows(facts, GroupBy.hardware))
+    assert len(keys) == 2 and {k.precision.rsplit(" · ", 1)[-1] for k in keys} == {"input device", "input host"}
+    labels = {c.precision for c in build_report(store.results()).cells if c.precision.endswith(("host", "device"))}
+    assert len(labels) == 2
