@@ -50,7 +50,8 @@ def check_job(job: JobSpec, backends: dict[str, BackendInfo], gpu_count: int) ->
 
 # which backends run which model format (docs/MODELS.md): ONNX on the runtimes under LoadGen,
 # .keras on the Keras 3 backends (training, the thin per-batch infer mode, and LoadGen)
-FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino"), "keras": ("keras-jax", "keras-torch", "keras-tensorflow")}
+FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino", "litert"),
+                   "keras": ("keras-jax", "keras-torch", "keras-tensorflow")}
 
 
 def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
@@ -63,9 +64,10 @@ def _check_user_model(job: JobSpec, info: BackendInfo) -> None:
     if job.precision.value != "fp32" and ref.format == "keras":
         # the file's own dtype policies decide
         raise Rejection("a user's keras model runs fp32", "precision")
-    if job.precision.value == "bf16" and job.backend.value == "onnxruntime":
+    if job.precision.value == "bf16" and job.backend.value in ("onnxruntime", "litert"):
         # fp16 and int8 variants of a user's ONNX file are made on the box (runner/inference/export.py)
-        raise Rejection("a user's onnx model runs fp32, fp16 or int8 on onnxruntime (no bf16 variant)", "precision")
+        raise Rejection(f"a user's onnx model runs fp32, fp16 or int8 on {job.backend.value} (no bf16 variant)",
+                        "precision")
     wl = job.workload
     if wl.dataset != "artifact-input":
         shape = tuple(cast("tuple[int, ...]", DATASETS[wl.dataset]["shape"]))  # plain data (runner/catalogue.py)

@@ -33,7 +33,8 @@ def _backends(name: str) -> dict[str, BackendInfo]:
 
 @pytest.mark.parametrize(("fmt", "backend", "precision"), [
     ("onnx", "onnxruntime", "fp32"), ("onnx", "onnxruntime", "fp16"), ("onnx", "onnxruntime", "int8"),
-    ("onnx", "openvino", "int8"), ("onnx", "openvino", "bf16"), ("keras", "keras-jax", "fp32")])
+    ("onnx", "openvino", "int8"), ("onnx", "openvino", "bf16"), ("onnx", "litert", "fp32"), ("onnx", "litert", "int8"),
+    ("keras", "keras-jax", "fp32")])
 def test_the_precisions_a_users_model_runs_in_are_accepted(tmp_path: Path, fmt: str, backend: str,
                                                           precision: str) -> None:
     check_job(_job(tmp_path, fmt, backend, precision), _backends(backend), gpu_count=0)
@@ -47,7 +48,8 @@ def test_a_users_keras_model_under_loadgen_is_accepted(tmp_path: Path, backend: 
 
 
 @pytest.mark.parametrize(("fmt", "backend", "precision", "words"), [
-    ("onnx", "onnxruntime", "bf16", "no bf16 variant"), ("keras", "keras-jax", "fp16", "runs fp32")])
+    ("onnx", "onnxruntime", "bf16", "no bf16 variant"), ("onnx", "litert", "bf16", "no bf16 variant"),
+    ("keras", "keras-jax", "fp16", "runs fp32")])
 def test_other_precisions_are_refused_naming_the_field(tmp_path: Path, fmt: str, backend: str, precision: str,
                                                       words: str) -> None:
     with pytest.raises(Rejection) as err:

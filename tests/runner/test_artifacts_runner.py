@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 needs = {
     "onnxruntime": ("onnxruntime", "mlperf_loadgen"),
     "openvino": ("openvino", "mlperf_loadgen", "onnxruntime"),
+    "litert": ("ai_edge_litert", "mlperf_loadgen", "onnxruntime", "onnx2tf", "tf_keras", "onnx_graphsurgeon"),
     "keras-jax": ("keras", "jax"),
     "keras-torch": ("keras", "torch"),
     "keras-tensorflow": ("keras", "tensorflow"),
@@ -115,6 +116,37 @@ def test_user_onnx_variants_are_made_on_the_box_and_judged_against_the_users_fil
     assert first["model"]["sha256"] == second["model"]["sha256"]  # one variant, found again by its recipe
     assert runs[0]["knobs"]["model_exported_now"] == "True" and runs[1]["knobs"]["model_exported_now"] == "False"
     if precision == "int8":
+        assert "synthetic samples of the input signature" in first["model"]["calibration"]
+
+
+@pytest.mark.parametrize(("backend", "precision"), [_variant("litert", "fp32"), _variant("litert", "fp16"),
+                                                   _variant("litert", "int8")])
+def test_user_onnx_on_litert_is_converted_by_onnx2tf(backend: str, precision: str, tmp_path: Path) -> None:
+    """LiteRT runs a user's ONNX file after onnx2tf converts it (every precision is a variant, cached by a recipe
+    naming the user's digest; int8 by TensorFlow Lite's full-integer quantiser on onnx2tf's SavedModel), its
+    input keeping the ONNX graph's own NCHW shape, judged against ONNX Runtime on the user's fp32 file."""
+    model = make_onnx(tmp_path / "tiny.onnx")
+    _, doc = _delivered(tmp_path, model, "onnx", (1, 8, 8), "NCHW")
+    inference = {"scenario": "offline", "rules": "quick", "min_duration_ms": 300, "min_query_count": 64}
+    results = []
+    for k in range(2):
+        spec = _user_job(backend, doc, mode="infer", min_batches=None, min_window_s=None, precision=precision,
+                         inference=inference, job_id=f"u-litert-{precision}-{k}", workload={"samples": 60})
+        rc, messages, stderr = run_job(spec, tmp_path)
+        assert rc == 0, stderr[-3000:]
+        results.append(messages[-1])
+    first, second = (r["runs"][0]["inference"] for r in results)
+    RunResult.model_validate(results[0]["runs"][0], strict=False)
+    assert first["runtime"] == "litert" and first["model"]["format"] == "tflite"
+    assert first["model"]["precision"] == precision and first["model"]["sha256"] != doc["digest"]
+    assert doc["digest"] in first["model"]["source"] and "onnx2tf" in first["model"]["quantiser"]
+    assert first["equivalence"]["passed"], first["equivalence"]
+    assert "user's model" in first["equivalence"]["reference"]
+    assert first["loadgen"]["valid"], first["loadgen"]["invalid_reason"]
+    assert second["model"]["sha256"] == first["model"]["sha256"]  # converted once, found again by its recipe
+    assert [r["knobs"]["model_exported_now"] for r in results] == ["True", "False"]
+    if precision == "int8":
+        assert "full-integer int8" in first["model"]["quantiser"]
         assert "synthetic samples of the input signature" in first["model"]["calibration"]
 
 

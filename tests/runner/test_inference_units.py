@@ -389,3 +389,18 @@ def test_warm_up_times_the_compiling_first_call_apart_and_gathers_any_array_type
         median, fastest, first = warm_up(rt, samples, [8])
         assert first[8] >= 0.3 > 0.05 > median[8] >= fastest[8]
         assert rt.calls >= 11  # the first call and the warm-up's ten
+
+
+def test_litert_for_a_users_onnx_without_onnx2tf_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from edgebench.runner.errors import Unsupported
+    from edgebench.runner.inference import export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnx2tf", "tf_keras")
+                        else real(name, *a))
+    with pytest.raises(Unsupported) as err:
+        export.check_onnx2tf()
+    assert err.value.field == "backend"
+    assert "onnx2tf, tf_keras are missing" in str(err.value) and "inference-export" in str(err.value)

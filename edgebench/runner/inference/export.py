@@ -316,25 +316,47 @@ def _export_tflite(req, cache, work):
 
 # -- a user's ONNX file (docs/MODELS.md): its fp16 / int8 variants, by the same quantisers ----------------
 
-def user_recipe(parent_sha256, precision, quantiser, calibration):
-    """What identifies a variant of a user's file: the parent's digest, the precision, the quantiser and
-    the calibration data's description."""
-    return {"export_version": EXPORT_VERSION, "parent_sha256": parent_sha256, "format": "onnx",
+def user_recipe(parent_sha256, precision, quantiser, calibration, fmt="onnx"):
+    """What identifies a variant of a user's file: the parent's digest, the format, the precision, the
+    quantiser and the calibration data's description."""
+    return {"export_version": EXPORT_VERSION, "parent_sha256": parent_sha256, "format": fmt,
             "precision": precision, "quantiser": quantiser or "", "calibration": calibration}
 
 
-def ensure_user_variant(parent, parent_cache, precision, runtime, calib, calib_desc, reference, cache, send=None):
+ONNX2TF = ("onnx2tf", "onnx_graphsurgeon", "sng4onnx", "tf_keras", "tensorflow")
+
+
+def check_onnx2tf():
+    """LiteRT runs a user's ONNX file after onnx2tf converts it: Unsupported (field backend) where the
+    converter or what it imports is missing, before anything is made."""
+    try:
+        from importlib.util import find_spec
+    except ImportError:  # pragma: no cover - Python 2
+        return
+    missing = [m for m in ONNX2TF if find_spec(m) is None]
+    if missing:
+        raise Unsupported("litert runs a user's ONNX model converted by onnx2tf, and %s %s missing here "
+                          "(pip install 'edgebench[inference-export]')"
+                          % (", ".join(missing), "is" if len(missing) == 1 else "are"), field="backend")
+
+
+def ensure_user_variant(parent, parent_cache, precision, runtime, calib, calib_desc, reference, cache, send=None,
+                        fmt="onnx"):
     """The cached fp16 or int8 variant of a user's verified ONNX file ``parent`` (an Artifact of the Cache
     ``parent_cache``; the variant goes to ``cache``, which may be another one), made in a
     child process (as the catalogue's exports are) by ONNX Runtime's float16 converter or static quantiser,
-    or NNCF for OpenVINO. ``calib``: calibration samples in the model's own layout (``calib_desc`` says
-    what they are); ``reference``: (inputs, outputs, description) of the parent on the reference batch,
-    stored with the variant so that its equivalence is judged against the user's fp32 file.
+    or NNCF for OpenVINO; for LiteRT (``fmt`` tflite, every precision) converted by onnx2tf, the int8 one
+    quantised by TensorFlow Lite's converter from onnx2tf's SavedModel. ``calib``: calibration samples in the
+    model's own layout (``calib_desc`` says what they are); ``reference``: (inputs, outputs, description) of
+    the parent on the reference batch, stored with the variant so that its equivalence is judged against the
+    user's fp32 file.
     Returns (artifact, made now)."""
     import numpy as np
 
-    quantiser = default_quantiser(runtime, "onnx", precision)
-    rec = user_recipe(parent.sha256, precision, quantiser, calib_desc)
+    quantiser = "onnx2tf" if fmt == "tflite" else default_quantiser(runtime, "onnx", precision)
+    if fmt == "tflite":
+        check_onnx2tf()
+    rec = user_recipe(parent.sha256, precision, quantiser, calib_desc, fmt)
     art = cache.find_recipe(rec)
     if art is not None:
         return art, False
@@ -349,12 +371,12 @@ def ensure_user_variant(parent, parent_cache, precision, runtime, calib, calib_d
         with open(data, "wb") as fh:
             np.savez(fh, calib=np.asarray(calib), ref_x=np.asarray(ref_x), ref_out=np.asarray(ref_out))
         request = {"user_variant": True, "parent": parent.sha256, "parent_cache": parent_cache.root,
-                   "format": "onnx", "precision": precision, "quantiser": quantiser, "cache": cache.root,
+                   "format": fmt, "precision": precision, "quantiser": quantiser, "cache": cache.root,
                    "data": data, "calibration": calib_desc, "reference_description": ref_desc}
         req_path = os.path.join(work, "request.json")
         with open(req_path, "w") as fh:
             json.dump(request, fh)
-        proc = _export_in_child(req_path, "onnx")
+        proc = _export_in_child(req_path, fmt)
     finally:
         import shutil
 
@@ -390,7 +412,10 @@ def _export_user_variant(req, cache, work):
     input_name = _graph_input(source)
     out = os.path.join(work, "variant.onnx")
     calibration = ""
-    if precision == "fp16":
+    if req["format"] == "tflite":
+        out, quantiser = _user_tflite(parent.path, precision, calib, work, input_name)
+        calibration = req["calibration"] if precision == "int8" else ""
+    elif precision == "fp16":
         from onnxruntime.transformers import float16
 
         onnx.save(float16.convert_float_to_float16(source, keep_io_types=True), out)
@@ -404,10 +429,66 @@ def _export_user_variant(req, cache, work):
     else:
         raise Unsupported("no %s variant of a user's ONNX model (fp16, int8)" % precision)
     meta = {k: v for k, v in parent.meta.items() if k not in ("sha256", "reference")}
-    meta.update(precision=precision, quantiser=quantiser, calibration=calibration, parent_sha256=parent.sha256,
-                origin="derived", source="%s variant of the user's model sha256 %s" % (precision, parent.sha256))
+    meta.update(format=req["format"], precision=precision, quantiser=quantiser, calibration=calibration,
+                parent_sha256=parent.sha256, origin="derived",
+                source="%s %s variant of the user's model sha256 %s" % (precision, req["format"], parent.sha256))
     art = cache.put(out, meta, (ref_x, ref_out, req["reference_description"]))
-    cache.note_recipe(user_recipe(parent.sha256, precision, req.get("quantiser"), req["calibration"]), art)
+    cache.note_recipe(user_recipe(parent.sha256, precision, req.get("quantiser"), req["calibration"],
+                                  req["format"]), art)
+
+
+def _user_tflite(src, precision, calib, work, input_name):
+    """(path, quantiser): the user's ONNX file as a LiteRT model, by onnx2tf (the input keeps the ONNX
+    graph's own shape and layout, so the job's samples and the reference batch feed both unchanged).
+    fp32 and fp16 (float16 weights) are onnx2tf's own outputs; int8 is TensorFlow Lite's full-integer
+    quantisation of onnx2tf's SavedModel on the calibration samples, float32 input and output kept."""
+    import shutil
+
+    import numpy as np
+    import onnx2tf
+
+    # onnx2tf rewrites the file it is given (its graph clean-up saves over the input): it converts a copy, never
+    # the user's verified file in the cache (which it once altered, so that the next job refused it as tampered)
+    copy = os.path.join(work, "model.onnx")
+    shutil.copyfile(src, copy)
+    folder = os.path.join(work, "onnx2tf")
+    onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=folder, non_verbose=True,
+                    keep_shape_absolutely_input_names=[input_name])
+    stem = "model"
+    version = getattr(onnx2tf, "__version__", "") or _dist_version("onnx2tf")
+    if precision in ("fp32", "fp16"):
+        bits = "32" if precision == "fp32" else "16"
+        path = os.path.join(folder, "%s_float%s.tflite" % (stem, bits))
+        if not os.path.exists(path):
+            raise Unsupported("onnx2tf %s wrote no %s" % (version, os.path.basename(path)))
+        return path, "onnx2tf %s, %s" % (version, "float32" if bits == "32" else "float16 weights")
+    if precision != "int8":
+        raise Unsupported("no %s LiteRT variant of a user's ONNX model (fp32, fp16, int8)" % precision,
+                          field="precision")
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def representative():
+        for i in range(len(calib)):
+            yield [np.asarray(calib[i:i + 1], dtype="float32")]
+
+    converter.representative_dataset = representative
+    path = os.path.join(work, "model.tflite")
+    with open(path, "wb") as fh:
+        fh.write(converter.convert())
+    return path, ("onnx2tf %s SavedModel, TFLite converter %s full-integer int8 (representative dataset; "
+                  "float32 I/O kept)" % (version, tf.__version__))
+
+
+def _dist_version(name):
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return "unknown"
 
 
 def main(argv=None):

@@ -123,6 +123,10 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
     digest = inference.get("model_sha256")
     if user_models.is_user_model(spec):  # the user's file the agent fetched and verified (docs/MODELS.md)
         parent = cache.get(user_models.reference_of(spec)["digest"])
+        if runtime == "litert" and parent.format == "onnx":
+            # LiteRT runs the user's ONNX file converted by onnx2tf, every precision a variant (export.py)
+            return _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent, file_precision,
+                                 fmt="tflite")
         if parent.format != fmt:
             raise Unsupported("%s runs %s models; the user's model is %s" % (runtime, fmt, parent.format))
         if file_precision == "fp32":
@@ -137,7 +141,7 @@ def _artifact(runtime, spec, inference, dataset_root, emitter):
                   dataset_root=dataset_root, send=emitter.send)
 
 
-def _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent, precision):
+def _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent, precision, fmt="onnx"):
     """The fp16 / int8 variant of the user's file, by the runtimes' own quantisers (export.py), calibrated on
     the job's data (synthetic samples of the input signature, or the dataset's first samples), its equivalence
     judged against the user's fp32 file on ONNX Runtime. Cached by a recipe naming the parent's digest; where
@@ -152,7 +156,7 @@ def _user_variant(runtime, spec, inference, dataset_root, emitter, cache, parent
     ref_out, ref_desc = user_models.onnx_reference(parent.path, ref_x)
     target = cache if _writable(cache.root) else Cache(os.path.join(os.getcwd(), "variants"))
     return ensure_user_variant(parent, cache, precision, runtime, calib[:CALIBRATION_SAMPLES], calib_desc,
-                               (ref_x, ref_out, ref_desc), target, send=emitter.send)
+                               (ref_x, ref_out, ref_desc), target, send=emitter.send, fmt=fmt)
 
 
 def _writable(root):
