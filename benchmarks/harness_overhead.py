@@ -45,12 +45,18 @@ def wait_online(fleet: FleetClient, device_id: str, timeout_s: float = 120) -> N
 
 
 def runner_result(spec_path: Path, env: dict[str, str], tmp: Path,
-                  stderr_to: Path | None = None) -> dict[str, Any]:
+                  stderr_to: Path | None = None, timeout_s: float | None = None) -> dict[str, Any]:
     """`python -m runner` on the job file, as the agent starts it but alone; its result message
-    (its stderr kept in ``stderr_to`` when given)."""
-    out = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(spec_path),
-                          "--dataset-root", str(tmp)],
-                         capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
+    (its stderr kept in ``stderr_to`` when given; SystemExit naming the limit past ``timeout_s``)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "edgebench.runner", "--job", str(spec_path),
+                              "--dataset-root", str(tmp)],
+                             capture_output=True, text=True, env=env, cwd=str(REPO), check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        if stderr_to is not None:
+            err = exc.stderr or b""
+            stderr_to.write_text(err.decode("utf-8", "replace") if isinstance(err, bytes) else err)
+        raise SystemExit(f"the runner did not finish within {timeout_s:.0f} s") from None
     if stderr_to is not None:
         stderr_to.write_text(out.stderr)
     for line in out.stdout.splitlines():

@@ -151,7 +151,10 @@ def main() -> None:
         job = ho.round_jobs({k: v for k, v in single.items() if v is not None}, 0)["runner"]
         job = job.model_copy(update={"job_id": f"fidelity-{name}"})
         try:
-            result = ho.runner_result(ho.write_job_file(job, tmp), dict(env, **extra), tmp)
+            # its own limit inside the call's, so that a run that hangs is named and its stderr kept (the
+            # 2026-12-03 H200 call lost native JAX to the outer timeout with nothing to say why)
+            result = ho.runner_result(ho.write_job_file(job, tmp), dict(env, **extra), tmp,
+                                      stderr_to=tmp / f"{name}.stderr", timeout_s=max(30.0, left() - 15))
         except SystemExit as exc:  # one failed reference must not lose the headline figures
             report["single"][name] = {"error": str(exc)[-1500:]}
             print(f"{name}: FAILED {str(exc)[-300:]}", flush=True)
