@@ -4,6 +4,9 @@
 # results in SQLite. One phase per call (each fits in 10 minutes):
 #
 #   benchmarks/gpu/run.sh study     # telemetry check vs nvidia-smi + sweeps/study-2019-gpu.yaml
+#   EB_BACKENDS=keras-jax,torch benchmarks/gpu/run.sh study-1gpu  # the study sweep on GPU 0 alone, for
+#                                   # the named backends (a 1-GPU machine: the study phase needs two GPUs)
+#   benchmarks/gpu/run.sh keras-torch-compile  # one GPU: sweeps/keras-torch-compile-1gpu.yaml (issue 21 item 4)
 #   benchmarks/gpu/run.sh knobs     # sweeps/knobs-resnet50-gpu.yaml + harness overhead (agent vs bare)
 #   benchmarks/gpu/run.sh scaling   # sweeps/scaling-resnet50.yaml (1, 2, 4 GPUs)
 #   benchmarks/gpu/run.sh keras-knobs  # one GPU: sweeps/knobs-keras-resnet50-1gpu.yaml (issue 21)
@@ -81,6 +84,24 @@ case "$PHASE" in
     wait $TEL
     cp "$W"/tel/*.jsonl "$OUT/" 2>/dev/null
     cp "$W"/tel/*.json "$W/extras/" 2>/dev/null
+    ;;
+  study-1gpu)  # the study's cells one at a time on GPU 0 (no telemetry check beside them)
+    python3 - "$W/study.yaml" <<'PY' || exit 1
+import os, sys, yaml
+doc = yaml.safe_load(open("sweeps/study-2019-gpu.yaml"))
+keep = os.environ.get("EB_BACKENDS", ",".join(doc["matrix"]["backend"])).split(",")
+doc["matrix"]["backend"] = [b for b in doc["matrix"]["backend"] if b in keep]
+doc["include"] = [c for c in doc.get("include", []) if c["backend"] in keep]
+yaml.safe_dump(doc, open(sys.argv[1], "w"), sort_keys=False)
+PY
+    start_agent h200 0 false 9400
+    timeout 560 "${CTL[@]}" dispatch --device h200 --sweep "$W/study.yaml" --sweep-id "h200-study-2019-1gpu" \
+      --wait-timeout 540 >"$W/extras/dispatch.txt" 2>&1
+    ;;
+  keras-torch-compile)
+    TORCH_LOGS=recompiles start_agent h200 0 false 9400
+    timeout 560 "${CTL[@]}" dispatch --device h200 --sweep "${EB_SWEEP:-sweeps/keras-torch-compile-1gpu.yaml}" \
+      --sweep-id h200-keras-torch-compile --wait-timeout 540 >"$W/extras/dispatch.txt" 2>&1
     ;;
   all)
     # study + knobs on all GPUs but the last (one job per GPU at a time); on the
