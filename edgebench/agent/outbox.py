@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,15 +47,23 @@ class Events:
 
 class OutboxPublisher:
     """Publishes the store's outbox: woken by every enqueue, acknowledgement and
-    (re)connection; at most ``window`` events in flight."""
+    (re)connection; at most ``window`` events in flight.
 
-    def __init__(self, store: AgentStore, client: MqttClient, stop: threading.Event, window: int = 100):
+    An event in flight is paho's to deliver, across reconnects too. Only one
+    that has had no PUBACK for ``resend_after_s`` of connected time is
+    published again (a safety net: at least once, never stuck)."""
+
+    def __init__(self, store: AgentStore, client: MqttClient, stop: threading.Event, window: int = 100,
+                 resend_after_s: float = 300.0):
         self.store = store
         self.client = client
         self.stop = stop
         self.window = window
+        self.resend_after_s = resend_after_s
         self.wake = threading.Event()
         self._acks: queue.Queue[int] = queue.Queue()
+        self._connected_at = time.monotonic()
+        self._sent_at: dict[int, float] = {}  # paho mid -> when it was published (outbox thread only)
         self.thread = threading.Thread(target=self._run, name="agent-outbox", daemon=True)
 
     # paho thread: hand over, never touch SQLite here
@@ -63,6 +72,8 @@ class OutboxPublisher:
         self.wake.set()
 
     def on_connection_change(self, connected: bool) -> None:
+        if connected:
+            self._connected_at = time.monotonic()
         self.wake.set()
 
     def start(self) -> None:
@@ -92,13 +103,23 @@ class OutboxPublisher:
             except queue.Empty:
                 break
             row_id = inflight.pop(mid, None)
+            self._sent_at.pop(mid, None)
             if row_id is not None:
                 self.store.acknowledge(row_id)
         if not self.client.connected:
-            inflight.clear()  # paho or we will send them again after reconnecting
+            # What is in flight stays in flight: paho keeps every unacknowledged QoS 1 message and
+            # sends it again after the reconnect under the same mid, whose PUBACK then acknowledges
+            # the row. Publishing those rows again here sent each of them twice (tests/agent/test_outbox.py).
             return not self.stop.is_set()
+        now = time.monotonic()
+        for mid in [m for m, t in self._sent_at.items() if now - max(t, self._connected_at) > self.resend_after_s]:
+            log.warning("outbox: no PUBACK for message %d (outbox row %d) in %.0f s of connection; publishing it "
+                        "again", mid, inflight.get(mid, -1), self.resend_after_s)
+            inflight.pop(mid, None)
+            del self._sent_at[mid]
         if len(inflight) < self.window:
             for row in self.store.pending(limit=self.window, exclude=set(inflight.values())):
                 mid = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
                 inflight[mid] = row.id
+                self._sent_at[mid] = now
         return not (self.stop.is_set() and not inflight and not self.store.outbox_size())
