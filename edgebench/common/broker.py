@@ -3,6 +3,12 @@
 Real fleets use Mosquitto (deploy/mosquitto) or a clustered broker; this one
 exists so that `controller demo` needs nothing installed but Python packages.
 It speaks MQTT 3.1.1 only: clients connect with ``?protocol=311``.
+
+amqtt gives up on a QoS 1 delivery that its subscriber has not acknowledged
+within 5 s (amqtt/mqtt/protocol/handler.py) and does not send it again. The
+controller acknowledges only while it pumps (after storing), so an event it
+misses that way comes back through reconciliation (the agent replays what it
+kept); Mosquitto keeps such a message in flight until it is acknowledged.
 """
 
 from __future__ import annotations
