@@ -103,13 +103,15 @@ def bare_latency_p90(predict, x, seconds: float) -> float:
     return times[int(0.9 * (len(times) - 1))] * 1e3
 
 
-def ort_bare(model_path: str, x, seconds: float, threads: int | None = None) -> float:
+def ort_bare(model_path: str, x, seconds: float, threads: int | None = None, spinning: bool = True) -> float:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:  # the pool's threads sleep between calls instead of spinning (ORT's default: spin)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return bare_latency_p90(lambda a: sess.run(None, {name: a}), x, seconds)
@@ -208,6 +210,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="Intra-op threads on both sides (ORT intra_op_num_threads, torch.set_num_threads, "
                          "OpenVINO INFERENCE_NUM_THREADS via the job); default: each runtime's own.")
+    ap.add_argument("--ort-spin-probe", action="store_true",
+                    help="Also time the bare ONNX Runtime loop with its intra-op pool not spinning between "
+                         "calls (session.intra_op.allow_spinning=0): does the bare loop's back-to-back rhythm, "
+                         "which keeps the pool hot, explain its lead over LoadGen's queries?")
     ap.add_argument("--only", default="ort,openvino,torch",
                     help="Comma-separated subset of ort, openvino, torch, keras-jax, keras-torch, keras-tensorflow "
                          "(a box without OpenVINO: ort,torch).")
@@ -227,6 +233,8 @@ def main() -> None:
         rows[f"{b}_p90_ms"] = {"edgebench": [], "tool": []}
     predict_on_batch: dict[str, list[float]] = {b: [] for b in keras}
     floor: list[float] = []
+    if args.ort_spin_probe and "ort_p90_ms" in rows:
+        rows["ort_p90_ms"]["tool_no_spinning"] = []
     for rnd in range(args.rounds):
         order = ("edgebench", "tool") if rnd % 2 == 0 else ("tool", "edgebench")
         if "ort_p90_ms" in rows or "torch_p90_ms" in rows:
@@ -255,6 +263,9 @@ def main() -> None:
                     predict_on_batch[b].append(bare["predict_on_batch_p90_ms"])
                 if "ort_p90_ms" in rows:
                     rows["ort_p90_ms"]["tool"].append(ort_bare(onnx.path, x1, args.seconds, args.threads))
+                    if "tool_no_spinning" in rows["ort_p90_ms"]:
+                        rows["ort_p90_ms"]["tool_no_spinning"].append(
+                            ort_bare(onnx.path, x1, args.seconds, args.threads, spinning=False))
                 if "openvino_offline_sps" in rows:
                     rows["openvino_offline_sps"]["tool"].append(
                         benchmark_app(onnx.path, [args.batch_size, *meta_shape[1:]], args.seconds))
@@ -275,6 +286,11 @@ def main() -> None:
         if name.endswith("_p90_ms") and floor_ms is not None and t:
             doc["ratio_harness_floor_off"] = (e - floor_ms) / t
             off = f"{(e - floor_ms) / t:>17.3f}"
+        if sides.get("tool_no_spinning"):
+            nospin = statistics.median(sides["tool_no_spinning"])
+            doc["tool_no_spinning"] = sides["tool_no_spinning"]
+            doc["ratio_to_tool_no_spinning"] = e / nospin
+            off += f"   (bare, pool not spinning: {nospin:.4g}, edgebench / that {e / nospin:.3f})"
         report["figures"][name] = doc
         print(f"{name:<24} {e:>12.4g} {t:>12.4g} {ratio:>8.3f} {off}")
     for b, values in predict_on_batch.items():
