@@ -135,6 +135,7 @@ class AgentFleet:
         self.telemetry = telemetry
         self.broker: EmbeddedBroker | None = None
         self.agent: subprocess.Popen[bytes] | None = None
+        self.cpu: dict[str, float] = {}
 
     def __enter__(self) -> AgentFleet:
         tmp = self.tmp
@@ -163,9 +164,23 @@ class AgentFleet:
         return self
 
     def run(self, job: JobSpec, timeout_s: float = 3600) -> float:
+        """The job through the whole path; its img/s. ``self.cpu`` then holds what the processes around the
+        runner cost while it ran: CPU seconds of the agent's own threads (its runner excluded) and of this
+        process (the embedded broker and the controller's client), each as a % of one core over the job."""
+        import psutil
+
+        agent = psutil.Process(self.agent.pid) if self.agent is not None else None
+        a0 = agent.cpu_times() if agent is not None else None
+        h0, w0 = os.times(), time.monotonic()
         self.fleet.dispatch([Dispatched("bench", job)])
         if self.fleet.wait({(job.job_id, "bench")}, timeout_s):
             raise SystemExit("agent job did not finish")
+        wall_s, h1 = time.monotonic() - w0, os.times()
+        self.cpu = {"wall_s": wall_s,
+                    "harness_cpu_pct_of_core": 100 * (h1.user + h1.system - h0.user - h0.system) / wall_s}
+        if agent is not None and a0 is not None:
+            a1 = agent.cpu_times()
+            self.cpu["agent_cpu_pct_of_core"] = 100 * (a1.user + a1.system - a0.user - a0.system) / wall_s
         [row] = self.store.results(job_id=job.job_id)
         if row.outcome != "OK" or not row.img_per_s:
             raise SystemExit(f"agent job failed: {row.reason}")
@@ -217,6 +232,7 @@ def main() -> None:
     bare_rates: list[float] = []
     bare_epochs_only: list[float] = []  # the bare loop without the framework's between-epoch work
     runner_rates: list[float] = []
+    agent_cpu: list[dict[str, float]] = []  # per agent job: the agent's and this process's CPU around the runner
     with AgentFleet(tmp, [args.backend], args.gpu_index, args.broker) as fleet:
         for rnd in range(args.rounds):
             jobs = round_jobs(case, rnd)
@@ -224,6 +240,7 @@ def main() -> None:
                 job = jobs[which]
                 if which == "agent":
                     agent_rates.append(fleet.run(job))
+                    agent_cpu.append(fleet.cpu)
                 else:
                     spec_path = write_job_file(job, tmp)
                     local_env = bare_env(env, args.gpus, args.gpu_index)
@@ -234,7 +251,11 @@ def main() -> None:
                         bare_rates.append(bare["window_img_per_s"])
                         bare_epochs_only.append(bare["epochs_only_img_per_s"])
                 last = {"agent": agent_rates, "bare": bare_rates, "runner": runner_rates}[which][-1]
-                print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s", flush=True)
+                extra = ""
+                if which == "agent":
+                    extra = (f"  (agent's own threads {fleet.cpu.get('agent_cpu_pct_of_core', float('nan')):.1f} %,"
+                             f" broker + controller {fleet.cpu['harness_cpu_pct_of_core']:.1f} % of one core)")
+                print(f"round {rnd + 1} {which:5s} {last:10.1f} img/s{extra}", flush=True)
     ratio = statistics.median(agent_rates) / statistics.median(bare_rates)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -242,6 +263,7 @@ def main() -> None:
         "agent_img_per_s": agent_rates, "bare_img_per_s": bare_rates,
         "bare_epochs_only_img_per_s": bare_epochs_only,
         "runner_direct_img_per_s": runner_rates or None,
+        "agent_arm_cpu": agent_cpu,
         "agent_median": statistics.median(agent_rates), "bare_median": statistics.median(bare_rates),
         "ratio": ratio, "target": 0.98, "pass": ratio >= 0.98,
         "runner_ratio": statistics.median(runner_rates) / statistics.median(bare_rates) if runner_rates else None,
